@@ -1,0 +1,1 @@
+"""One module per benchmark; see ``mjx_dacer.bench``."""
