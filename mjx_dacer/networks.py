@@ -1,0 +1,119 @@
+"""Networks of DACER: the noise-prediction MLP and the twin distributional critics.
+
+Shapes use B for any leading batch axes, S = observation size, A = action size.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable, Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+TIME_FEATURES = 16  # sinusoidal features of the step index (DACER_SPEC §1)
+TIME_HIDDEN = 32
+
+
+def mish(x: jax.Array) -> jax.Array:
+    """Mish, x * tanh(softplus(x)): the activation of the authors' code."""
+    return x * jnp.tanh(jax.nn.softplus(x))
+
+
+ACTIVATION_FNS: dict[str, Callable[[jax.Array], jax.Array]] = {
+    "mish": mish,
+    "gelu": jax.nn.gelu,
+    "relu": jax.nn.relu,
+    "silu": jax.nn.silu,
+    "tanh": jnp.tanh,
+    "elu": jax.nn.elu,
+}
+
+
+def sinusoidal_embedding(t: jax.Array, dim: int = TIME_FEATURES) -> jax.Array:
+    """Transformer-style features of an integer step index.
+
+    Args:
+      t: step indices, shape (B,) or scalar, values in {0, ..., T-1}.
+      dim: number of features (even); frequencies 10000^(-i/(dim/2 - 1)).
+    Returns:
+      (B, dim) array: [sin(t * f_i), cos(t * f_i)].
+    """
+    half = dim // 2
+    freqs = jnp.exp(-math.log(10000.0) * jnp.arange(half) / (half - 1))
+    angles = jnp.asarray(t, jnp.float32)[..., None] * freqs
+    return jnp.concatenate([jnp.sin(angles), jnp.cos(angles)], axis=-1)
+
+
+class MLP(nn.Module):
+    """Dense layers with an activation between them and a linear output layer."""
+
+    hidden_sizes: Sequence[int]
+    out_size: int
+    activation: str = "mish"
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        act = ACTIVATION_FNS[self.activation]
+        for width in self.hidden_sizes:
+            x = act(nn.Dense(width)(x))
+        return nn.Dense(self.out_size)(x)
+
+
+class NoisePredictor(nn.Module):
+    """eps_theta(a_t, s, t) of Eq. 7: predicts the noise in a noisy action.
+
+    The step index is embedded as sinusoidal features -> Dense(32) -> Mish ->
+    Dense(16) and concatenated with the observation and the noisy action.
+    """
+
+    action_size: int
+    hidden_sizes: Sequence[int] = (256, 256, 256)
+    activation: str = "mish"
+
+    @nn.compact
+    def __call__(self, obs: jax.Array, noisy_action: jax.Array, t: jax.Array) -> jax.Array:
+        """obs (B, S), noisy_action (B, A), t (B,) or scalar int -> predicted noise (B, A)."""
+        t = jnp.broadcast_to(t, noisy_action.shape[:-1])
+        temb = sinusoidal_embedding(t)
+        temb = nn.Dense(TIME_FEATURES)(mish(nn.Dense(TIME_HIDDEN)(temb)))
+        x = jnp.concatenate([obs, noisy_action, temb], axis=-1)
+        return MLP(self.hidden_sizes, self.action_size, self.activation)(x)
+
+
+class DistributionalCritic(nn.Module):
+    """One return distribution Z(s, a) ~ N(mu, sigma^2) (DSAC-T, Eq. 11)."""
+
+    hidden_sizes: Sequence[int] = (256, 256, 256)
+    activation: str = "mish"
+
+    @nn.compact
+    def __call__(self, obs: jax.Array, action: jax.Array) -> tuple[jax.Array, jax.Array]:
+        """obs (B, S), action (B, A) -> (mu (B,), sigma (B,)) with sigma = softplus(raw) > 0."""
+        out = MLP(self.hidden_sizes, 2, self.activation)(jnp.concatenate([obs, action], axis=-1))
+        return out[..., 0], jax.nn.softplus(out[..., 1])
+
+
+class TwinCritic(nn.Module):
+    """Two independently initialised distributional critics evaluated together.
+
+    Parameters are stacked on a leading axis of size 2, so the pair costs one
+    batched matmul per layer instead of two.
+    """
+
+    hidden_sizes: Sequence[int] = (256, 256, 256)
+    activation: str = "mish"
+
+    @nn.compact
+    def __call__(self, obs: jax.Array, action: jax.Array) -> tuple[jax.Array, jax.Array]:
+        """obs (B, S), action (B, A) -> (mu (2, B), sigma (2, B))."""
+        twin = nn.vmap(
+            DistributionalCritic,
+            variable_axes={"params": 0},
+            split_rngs={"params": True},
+            in_axes=None,
+            out_axes=0,
+            axis_size=2,
+        )
+        return twin(self.hidden_sizes, self.activation)(obs, action)

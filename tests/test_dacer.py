@@ -1,0 +1,171 @@
+"""The DACER update (DACER_SPEC §2-4): loss formula, determinism under jit/vmap, learning, alpha schedule."""
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from mjx_dacer.buffer import Transition
+from mjx_dacer.config import Config
+from mjx_dacer.dacer import CRITIC_EPS, DACER, distributional_critic_loss
+
+S, A, N = 5, 2, 32
+
+
+def tiny_agent(**changes) -> DACER:
+    base = DACER(
+        obs_size=S,
+        action_size=A,
+        hidden_sizes=(32, 32),
+        critic_hidden_sizes=(32, 32),
+        diffusion_steps=5,
+        alpha_update_interval=3,
+        entropy_samples=24,
+    )
+    return dataclasses.replace(base, **changes)
+
+
+def hparams(**changes):
+    return Config().replace(**changes).hparams()
+
+
+def random_batch(key, n=N) -> Transition:
+    k = jax.random.split(key, 5)
+    return Transition(
+        obs=jax.random.normal(k[0], (n, S)),
+        action=jax.random.uniform(k[1], (n, A), minval=-1, maxval=1),
+        reward=jax.random.normal(k[2], (n,)),
+        next_obs=jax.random.normal(k[3], (n, S)),
+        terminated=(jax.random.uniform(k[4], (n,)) < 0.2).astype(jnp.float32),
+        truncated=jnp.zeros((n,)),
+    )
+
+
+# ---------------------------------------------------------------- critic loss
+def numpy_critic_loss(mu, sigma, y, y_s, b, eps=0.1):
+    """DACER_SPEC §3 written out in float64; stop-gradients do not change the value."""
+    y_hat = mu + np.clip(y_s - mu, -3 * b, 3 * b)
+    inner = mu * (y - mu) / (sigma**2 + eps) + sigma * ((mu - y_hat) ** 2 - sigma**2) / (sigma**3 + eps)
+    return -(b**2 + eps) * inner.mean()
+
+
+def test_critic_loss_matches_numpy_formula_and_its_gradients():
+    rng = np.random.default_rng(0)
+    for trial in range(5):
+        n = 64
+        mu = rng.normal(size=n) * 3
+        sigma = rng.uniform(0.05, 4.0, size=n)
+        y = mu + rng.normal(size=n) * 2
+        y_s = y + rng.normal(size=n) * 3  # some samples fall outside +-3b, exercising the clip
+        b = rng.uniform(0.2, 2.0)
+        args = [jnp.asarray(v, jnp.float32) for v in (mu, sigma, y, y_s, b)]
+        got = float(distributional_critic_loss(*args))
+        assert got == pytest.approx(numpy_critic_loss(mu, sigma, y, y_s, b), rel=1e-4, abs=1e-4)
+        # The stop-gradients decide what each term trains: d/dmu only via the mean
+        # term, d/dsigma only via the std term, with sigma treated as constant elsewhere.
+        g_mu, g_sigma = jax.grad(distributional_critic_loss, argnums=(0, 1))(*args)
+        y_hat = mu + np.clip(y_s - mu, -3 * b, 3 * b)
+        scale = -(b**2 + CRITIC_EPS) / n
+        np.testing.assert_allclose(g_mu, scale * (y - mu) / (sigma**2 + CRITIC_EPS), rtol=1e-4, atol=1e-6)
+        np.testing.assert_allclose(
+            g_sigma, scale * ((mu - y_hat) ** 2 - sigma**2) / (sigma**3 + CRITIC_EPS), rtol=1e-4, atol=1e-6
+        )
+
+
+# ---------------------------------------------------------------- update
+def run_updates(agent, key, hp, batch, n_updates):
+    state = agent.init(key)
+
+    def body(state, k):
+        state, metrics = agent.update(state, batch, k, hp)
+        return state, metrics
+
+    return jax.lax.scan(body, state, jax.random.split(jax.random.fold_in(key, 1), n_updates))
+
+
+# One compiled single run and one compiled vmapped run serve both checks below.
+_run = jax.jit(run_updates, static_argnums=(0, 4))
+_run_vmapped = jax.jit(jax.vmap(run_updates, in_axes=(None, 0, 0, None, None)), static_argnums=(0, 4))
+
+
+def test_update_vmapped_over_seeds_and_hparams_equals_single_runs():
+    """Entry i of a batch over (key_i, hparams_i) equals the run of (key_i, hparams_i) alone."""
+    agent = tiny_agent()
+    batch = random_batch(jax.random.PRNGKey(0))
+    keys = jax.random.split(jax.random.PRNGKey(1), 3)
+    grid = [hparams(lr_critic=1e-4), hparams(lr_critic=1e-4), hparams(lr_critic=1e-2, noise_scale=0.15)]
+    stacked = jax.tree.map(lambda *x: jnp.stack(x), *grid)
+    v_state, v_metrics = _run_vmapped(agent, keys, stacked, batch, 4)
+    for i in range(3):
+        s_state, s_metrics = _run(agent, keys[i], grid[i], batch, 4)
+        for name in s_metrics:
+            np.testing.assert_allclose(v_metrics[name][i], s_metrics[name], rtol=2e-4, atol=1e-5, err_msg=name)
+        jax.tree.map(
+            lambda a, b: np.testing.assert_allclose(a[i], b, rtol=2e-4, atol=1e-5),
+            (v_state.policy_params, v_state.critic_params),
+            (s_state.policy_params, s_state.critic_params),
+        )
+    # Different seeds and different learning rates must differ (else the test could not fail).
+    assert not np.allclose(v_metrics["critic_loss"][0], v_metrics["critic_loss"][1])
+    assert not np.allclose(v_metrics["q_mean"][1], v_metrics["q_mean"][2])
+
+
+def test_repeated_updates_fit_the_critic():
+    """With gamma = 0 the target is the fixed 0.2 r, so the TD error must shrink."""
+    agent = tiny_agent(alpha_update_interval=10_000)
+    hp = hparams(gamma=0.0, lr_critic=3e-3, lr_actor=1e-4)
+    batch = random_batch(jax.random.PRNGKey(2))
+    _, metrics = jax.jit(lambda k: run_updates(agent, k, hp, batch, 300))(jax.random.PRNGKey(0))
+    td = np.asarray(metrics["td_error"])
+    assert np.all(np.isfinite(td))
+    assert td[-10:].mean() < 0.2 * td[:10].mean(), (td[:10].mean(), td[-10:].mean())
+
+
+@pytest.mark.parametrize("factor, direction", [(-10.0, +1), (10.0, -1)])
+def test_alpha_branch_runs_on_multiples_of_the_interval(factor, direction):
+    """H_target = -factor * dim(A): far above any estimate for factor -10, far below for +10."""
+    agent = tiny_agent(alpha_update_interval=3)
+    hp = hparams(target_entropy_factor=factor)
+    state0 = agent.init(jax.random.PRNGKey(0))
+    batch = random_batch(jax.random.PRNGKey(3))
+    update = jax.jit(agent.update)
+    state, log_alphas, entropies = state0, [float(state0.log_alpha)], []
+    for i in range(8):
+        state, m = update(state, batch, jax.random.PRNGKey(100 + i), hp)
+        log_alphas.append(float(state.log_alpha))
+        entropies.append(float(m["entropy"]))
+    changed = [i for i in range(8) if log_alphas[i + 1] != log_alphas[i]]
+    assert changed == [0, 3, 6]
+    for i in changed:
+        assert np.sign(log_alphas[i + 1] - log_alphas[i]) == direction
+    # The estimate itself is refreshed on the same updates only.
+    assert entropies[0] == entropies[1] == entropies[2]
+    assert entropies[3] != entropies[2] and entropies[6] != entropies[5]
+    assert np.isfinite(entropies).all()
+
+
+def test_behaviour_noise_scales_with_alpha_and_lambda():
+    agent = tiny_agent()
+    state = agent.init(jax.random.PRNGKey(0))
+    obs = jnp.zeros((4096, S))
+    key = jax.random.PRNGKey(1)
+    a0 = agent.deterministic_action(state.policy_params, obs, jax.random.split(key)[0])
+    a = agent.behaviour_action(state.policy_params, obs, key, jnp.log(3.0), 0.01)
+    # lambda * alpha = 0.03; an untrained chain often lands on the +-1 bound,
+    # where the clip halves the noise, so look at interior a0 only.
+    interior = jnp.abs(a0) < 0.8
+    assert int(interior.sum()) > 1000
+    assert float(jnp.std((a - a0)[interior])) == pytest.approx(0.03, rel=0.05)
+    assert bool(jnp.all(jnp.abs(a) <= 1))
+
+
+def test_from_config_uses_config_values():
+    cfg = Config().replace(hidden_sizes=[64, 64], diffusion_steps=10, noise_scale=0.15)
+    agent = DACER.from_config(cfg, 11, 3)
+    assert agent.hidden_sizes == (64, 64) and agent.diffusion_steps == 10
+    assert agent.schedule.num_steps == 10
+    state = agent.init(jax.random.PRNGKey(0))
+    assert float(state.log_alpha) == pytest.approx(np.log(3.0))
+    assert float(agent.target_entropy(cfg.hparams())) == pytest.approx(-0.9 * 3)
