@@ -1,0 +1,52 @@
+"""Typed config: presets, overrides, validation."""
+
+import pytest
+
+from mjx_dacer.config import Config, ConfigError, load_config, parse_overrides, preset_names
+
+TASK_PRESETS = ["ant", "halfcheetah", "hopper", "humanoid", "inverteddoublependulum", "pusher", "swimmer", "walker2d"]
+
+
+def test_presets_carry_the_papers_table3_values():
+    assert set(TASK_PRESETS) <= set(preset_names())
+    for name in TASK_PRESETS:
+        cfg = load_config(name)
+        big = name in ("humanoid", "halfcheetah")
+        assert cfg.noise_scale == (0.15 if big else 0.1), name
+        assert cfg.warmup_steps == (200_000 if big else 30_000), name
+        assert cfg.hidden_sizes == ((512,) * 3 if name == "humanoid" else (256,) * 3), name
+        assert (cfg.num_envs, cfg.total_iterations, cfg.eval_interval, cfg.batch_size) == (20, 1_500_000, 15_000, 256)
+        assert (cfg.lr_actor, cfg.lr_critic, cfg.lr_alpha, cfg.diffusion_steps) == (1e-4, 1e-4, 3e-2, 20)
+
+
+def test_overrides_are_typed():
+    cfg = load_config("hopper", parse_overrides(["lr_actor=3e-4", "hidden_sizes=64,64", "num_envs=4"]))
+    assert cfg.lr_actor == 3e-4 and cfg.hidden_sizes == (64, 64) and cfg.num_envs == 4
+
+
+@pytest.mark.parametrize(
+    "overrides, fragment",
+    [
+        ({"lr_actor": -1.0}, "lr_actor"),
+        ({"num_envs": 0}, "num_envs"),
+        ({"diffusion_steps": 0}, "diffusion_steps"),
+        ({"batch_size": 2000, "buffer_capacity": 1000, "warmup_steps": 10}, "batch_size"),
+        ({"warmup_steps": 5000, "buffer_capacity": 1000}, "warmup_steps"),
+        ({"num_envs": "many"}, "num_envs"),
+        ({"gamma": 1.5}, "gamma"),
+        ({"lr_actr": 1e-3}, "did you mean 'lr_actor'"),
+    ],
+)
+def test_bad_values_name_the_field(overrides, fragment):
+    with pytest.raises(ConfigError, match=fragment):
+        load_config(None, overrides)
+
+
+def test_unknown_preset_suggests_a_close_name():
+    with pytest.raises(ConfigError, match="did you mean 'hopper'"):
+        load_config("hoper")
+
+
+def test_hparams_are_the_shape_free_fields():
+    hp = Config().replace(noise_scale=0.15).hparams()
+    assert float(hp.noise_scale) == pytest.approx(0.15) and float(hp.gamma) == pytest.approx(0.99)
