@@ -1,0 +1,50 @@
+"""What every benchmark table states next to its numbers: device, versions, command."""
+
+from __future__ import annotations
+
+import datetime
+import os
+import pathlib
+import platform
+import shlex
+from typing import Sequence
+
+import jax
+
+
+def device_description() -> str:
+    """E.g. 'NVIDIA H100 80GB HBM3 (gpu)' or 'cpu: AMD EPYC ... (2 cores)'."""
+    dev = jax.devices()[0]
+    if dev.platform == "cpu":
+        model = platform.processor() or "cpu"
+        try:
+            for line in pathlib.Path("/proc/cpuinfo").read_text().splitlines():
+                if line.startswith("model name"):
+                    model = line.split(":", 1)[1].strip()
+                    break
+        except OSError:
+            pass
+        return f"cpu: {model} ({os.cpu_count()} cores)"
+    return f"{dev.device_kind} ({dev.platform}, {len(jax.devices())} device(s))"
+
+
+def header(title: str, argv: Sequence[str]) -> list[str]:
+    import mujoco
+
+    command = "mjx-dacer bench " + shlex.join(list(argv)[list(argv).index("bench") + 1:]) if "bench" in argv \
+        else "python -m mjx_dacer.bench " + shlex.join(list(argv)[1:])
+    return [
+        f"## {title}",
+        "",
+        f"- device: {device_description()}",
+        f"- jax {jax.__version__}, mujoco {mujoco.__version__}, python {platform.python_version()}",
+        f"- command: `{command}`",
+        f"- date: {datetime.date.today().isoformat()}",
+        "",
+    ]
+
+
+def write(path: str | None, lines: Sequence[str]) -> None:
+    if path:
+        pathlib.Path(path).parent.mkdir(parents=True, exist_ok=True)
+        pathlib.Path(path).write_text("\n".join(lines) + "\n")

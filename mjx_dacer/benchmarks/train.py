@@ -1,0 +1,144 @@
+"""Training speed: the on-device program vs a host-driven loop, for 1..16 vmapped seeds.
+
+The on-device column runs `iterations` training iterations as one jit-ed
+`lax.scan`, vmapped over seeds. The host-loop column runs the same iterations
+the way the reference code is structured: one jit-ed call to act, one to step
+the environments, the replay buffer in host memory (numpy), a host-sampled
+batch sent to one jit-ed update per iteration. Both use the task's paper
+network sizes and start updating at once (no warm-up), and the first call of
+each is excluded (compilation).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from mjx_dacer.benchmarks import common
+from mjx_dacer.buffer import Transition
+from mjx_dacer.config import load_config
+from mjx_dacer.train import make_train
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--envs", nargs="+", default=["Hopper-v5", "Humanoid-v5"], help="tasks (preset configs)")
+    p.add_argument("--seeds", nargs="+", type=int, default=[1, 4, 16], help="vmapped seed counts")
+    p.add_argument("--iterations", type=int, default=20, help="timed iterations per measurement")
+    p.add_argument("--repeats", type=int, default=3, help="timed repeats (median reported)")
+    p.add_argument("--host-loop", action=argparse.BooleanOptionalAction, default=True,
+                   help="also time the host-driven loop (one seed)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="config override applied to every task (e.g. hidden_sizes=64,64)")
+    p.add_argument("--out", help="also write the Markdown table to this file")
+
+
+def _config(env: str, overrides):
+    from mjx_dacer.config import parse_overrides
+
+    preset = env.lower().removesuffix("-v5").replace("-", "")
+    values = {"warmup_steps": 0, "buffer_capacity": 100_000, **parse_overrides(overrides)}
+    return load_config(preset, values)
+
+
+def time_on_device(program, seeds: int, iterations: int, repeats: int) -> tuple[float, float]:
+    """Seconds per iteration (median) and compile seconds for `seeds` vmapped runs."""
+    hp = jax.tree.map(lambda x: jnp.broadcast_to(x, (seeds,)), program.config.hparams())
+    keys = jax.random.split(jax.random.PRNGKey(0), seeds)
+    state = jax.jit(program.vmapped("init"))(keys, hp)
+    axes = program.state_axes()
+
+    def many(ts, hparams):
+        return jax.lax.scan(lambda s, _: program.iteration(s, hparams), ts, None, length=iterations)
+
+    run = jax.jit(jax.vmap(many, in_axes=(axes, 0), out_axes=(axes, 0)), donate_argnums=0)
+    t0 = time.perf_counter()
+    state, m = run(state, hp)
+    jax.block_until_ready(m)
+    compile_s = time.perf_counter() - t0
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        state, m = run(state, hp)
+        jax.block_until_ready(m)
+        times.append((time.perf_counter() - t0) / iterations)
+    return float(np.median(times)), compile_s
+
+
+def time_host_loop(program, iterations: int, repeats: int) -> float:
+    """Seconds per iteration of the reference structure: host buffer, one jit-ed call per stage."""
+    cfg, agent, env = program.config, program.agent, program.training_env
+    hp = cfg.hparams()
+    ts = jax.jit(program.init)(jax.random.PRNGKey(0), hp)
+    agent_state, env_state = ts.agent, ts.env_state
+    act = jax.jit(agent.behaviour_action)
+    step = jax.jit(env.step)
+    update = jax.jit(agent.update)
+    cap, s_dim, a_dim = cfg.buffer_capacity, program.env.observation_size, program.env.action_size
+    host = {"obs": np.zeros((cap, s_dim), np.float32), "action": np.zeros((cap, a_dim), np.float32),
+            "reward": np.zeros(cap, np.float32), "next_obs": np.zeros((cap, s_dim), np.float32),
+            "terminated": np.zeros(cap, np.float32), "truncated": np.zeros(cap, np.float32)}
+    rng = np.random.default_rng(0)
+    pos, size, key = 0, 0, jax.random.PRNGKey(1)
+
+    def one_iteration():
+        nonlocal agent_state, env_state, pos, size, key
+        key, k_act, k_upd = jax.random.split(key, 3)
+        obs = env_state.obs
+        actions = act(agent_state.policy_params, obs, k_act, agent_state.log_alpha, hp.noise_scale)
+        env_state = step(env_state, actions)
+        fields = jax.device_get({"obs": obs, "action": actions, "reward": env_state.reward,
+                                 "next_obs": env_state.info["final_obs"], "terminated": env_state.info["terminated"],
+                                 "truncated": env_state.info["truncated"]})
+        idx = (pos + np.arange(cfg.num_envs)) % cap
+        for k, v in fields.items():
+            host[k][idx] = v
+        pos, size = (pos + cfg.num_envs) % cap, min(size + cfg.num_envs, cap)
+        sample = rng.integers(0, size, cfg.batch_size)
+        batch = Transition(**{k: jnp.asarray(v[sample]) for k, v in host.items()})
+        agent_state, metrics = update(agent_state, batch, k_upd, hp)
+        return metrics
+
+    jax.block_until_ready(one_iteration())  # compile
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        for _ in range(iterations):
+            m = one_iteration()
+        jax.block_until_ready(m)
+        times.append((time.perf_counter() - t0) / iterations)
+    return float(np.median(times))
+
+
+def run(args: argparse.Namespace) -> int:
+    lines = common.header("Training speed: on-device program vs host loop", sys.argv) + [
+        f"Timed iterations per measurement: {args.iterations}, median of {args.repeats}; no warm-up "
+        "(updates from the first iteration); paper network sizes unless overridden: "
+        f"{' '.join(args.overrides) or 'none'}.",
+        "",
+        "| task | seeds | on-device iter/s (per seed) | env steps/s (all seeds) | s/iter | compile s "
+        "| host loop iter/s (1 seed) | on-device speed-up |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    print("\n".join(lines), flush=True)
+    for env in args.envs:
+        program = make_train(_config(env, args.overrides))
+        host_ips = None
+        if args.host_loop:
+            host_ips = 1.0 / time_host_loop(program, args.iterations, args.repeats)
+        for seeds in args.seeds:
+            sec, compile_s = time_on_device(program, seeds, args.iterations, args.repeats)
+            ips = 1.0 / sec
+            ratio = f"{ips / host_ips:.1f}x" if host_ips and seeds == 1 else ""
+            row = (f"| {env} | {seeds} | {ips:,.1f} | {ips * seeds * program.config.num_envs:,.0f} | "
+                   f"{sec * 1e3:.1f} ms | {compile_s:.1f} | {f'{host_ips:,.1f}' if host_ips and seeds == 1 else ''} "
+                   f"| {ratio} |")
+            lines.append(row)
+            print(row, flush=True)
+    common.write(args.out, lines)
+    return 0
+

@@ -1,0 +1,261 @@
+"""The compiled training program: `make_train(config) -> train(key, hparams)`.
+
+One iteration (DACER_SPEC §5) = step `num_envs` environments once with
+behaviour actions (uniform random while the buffer holds fewer than
+`warmup_steps` transitions), store the transitions, then run
+`updates_per_iteration` DACER updates on uniformly sampled batches. A chunk is
+`eval_interval` iterations as one `lax.scan` followed by deterministic
+evaluation episodes, all on the device. `train` runs every chunk; the host
+driver (`mjx_dacer.runner`) calls `run_chunk` instead, to report and
+checkpoint between chunks. Both give the same numbers.
+
+Everything is a pure function of (key, hparams), so `jax.vmap` over keys gives
+seed batches and over `HParams` pytrees gives grid searches.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from flax import struct
+
+from mjx_dacer import buffer as replay
+from mjx_dacer import envs
+from mjx_dacer.config import Config, HParams
+from mjx_dacer.dacer import DACER, DacerState
+from mjx_dacer.evaluate import evaluate
+from mjx_dacer.envs.wrappers import TrainingWrapper
+
+Metrics = dict[str, jax.Array]
+
+
+@struct.dataclass
+class TrainState:
+    """The whole state of one run (one seed / grid point); leaves may carry vmap axes."""
+
+    agent: DacerState
+    buffer: replay.ReplayBuffer
+    env_state: Any  # brax State of the N training envs (auto-resetting)
+    episode_return: jax.Array  # (N,) return so far of each training env's episode
+    key: jax.Array
+    iteration: jax.Array  # int32 scalar: iterations done
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainProgram:
+    """The compiled pieces of a run; build with `make_train(config)`.
+
+    Attributes:
+      config: the run's Config (static: changing it recompiles).
+      env: the raw task (used for evaluation episodes).
+      agent: the DACER structure.
+    """
+
+    config: Config
+    env: Any
+    agent: DACER
+
+    @functools.cached_property
+    def training_env(self) -> TrainingWrapper:
+        return TrainingWrapper(self.env)
+
+    @property
+    def episode_length(self) -> int:
+        return int(self.env.episode_length)
+
+    @property
+    def chunk_sizes(self) -> list[int]:
+        """Iterations per chunk: full `eval_interval` chunks and a shorter last one if needed."""
+        full, rest = divmod(self.config.total_iterations, self.config.eval_interval)
+        return [self.config.eval_interval] * full + ([rest] if rest else [])
+
+    # ------------------------------------------------------------------ init
+    def init(self, key: jax.Array, hparams: HParams) -> TrainState:
+        """Fresh agent, empty buffer, N reset environments."""
+        del hparams  # nothing in the initial state depends on them
+        cfg = self.config
+        key, k_agent, k_env = jax.random.split(key, 3)
+        env_state = self.training_env.reset(jax.random.split(k_env, cfg.num_envs))
+        return TrainState(
+            agent=self.agent.init(k_agent),
+            buffer=replay.init_buffer(cfg.buffer_capacity, self.env.observation_size, self.env.action_size),
+            env_state=env_state,
+            episode_return=jnp.zeros(cfg.num_envs),
+            key=key,
+            iteration=jnp.int32(0),
+        )
+
+    # ------------------------------------------------------------- iteration
+    def _update_metrics_template(self) -> Metrics:
+        """Zeros shaped like `DACER.update`'s metrics (for iterations without updates)."""
+        shapes = jax.eval_shape(
+            lambda: self.agent.update(
+                self.agent.init(jax.random.PRNGKey(0)), self._dummy_batch(), jax.random.PRNGKey(0),
+                self.config.hparams(),
+            )[1]
+        )
+        return {k: jnp.zeros(v.shape, v.dtype) for k, v in shapes.items()}
+
+    def _dummy_batch(self) -> replay.Transition:
+        n, s, a = self.config.batch_size, self.env.observation_size, self.env.action_size
+        return replay.Transition(
+            obs=jnp.zeros((n, s)), action=jnp.zeros((n, a)), reward=jnp.zeros(n),
+            next_obs=jnp.zeros((n, s)), terminated=jnp.zeros(n), truncated=jnp.zeros(n),
+        )
+
+    def iteration(self, ts: TrainState, hparams: HParams) -> tuple[TrainState, Metrics]:
+        """One iteration: act in N envs, store N transitions, `updates_per_iteration` updates."""
+        cfg = self.config
+        key, k_act, k_update = jax.random.split(ts.key, 3)
+        # The buffer size only depends on the iteration count, so under vmap this
+        # predicate stays unbatched and the cond really skips the untaken branch.
+        warmup = ts.buffer.size < cfg.warmup_steps
+        obs = ts.env_state.obs
+
+        actions = jax.lax.cond(
+            warmup,
+            lambda: jax.random.uniform(k_act, (cfg.num_envs, self.env.action_size), minval=-1.0, maxval=1.0),
+            lambda: self.agent.behaviour_action(
+                ts.agent.policy_params, obs, k_act, ts.agent.log_alpha, hparams.noise_scale
+            ),
+        )
+        env_state = self.training_env.step(ts.env_state, actions)
+        info = env_state.info
+        transitions = replay.Transition(
+            obs=obs,
+            action=actions,
+            reward=env_state.reward,
+            next_obs=info["final_obs"],  # the true s', not the auto-reset observation
+            terminated=info["terminated"],
+            truncated=info["truncated"],
+        )
+        buffer = replay.insert(ts.buffer, transitions)
+
+        episode_return = ts.episode_return + env_state.reward
+        finished = env_state.done
+        completed_return = jnp.sum(episode_return * finished)
+        completed_episodes = jnp.sum(finished)
+        episode_return = episode_return * (1.0 - finished)
+
+        def run_updates(agent: DacerState):
+            def one(agent, k):
+                k_batch, k_step = jax.random.split(k)
+                batch = replay.sample(buffer, k_batch, cfg.batch_size)
+                return self.agent.update(agent, batch, k_step, hparams)
+
+            agent, metrics = jax.lax.scan(one, agent, jax.random.split(k_update, cfg.updates_per_iteration))
+            return agent, jax.tree.map(lambda m: jnp.mean(m, axis=0), metrics)
+
+        def skip_updates(agent: DacerState):
+            return agent, self._update_metrics_template()
+
+        agent, update_metrics = jax.lax.cond(warmup, skip_updates, run_updates, ts.agent)
+        new_ts = TrainState(
+            agent=agent,
+            buffer=buffer,
+            env_state=env_state,
+            episode_return=episode_return,
+            key=key,
+            iteration=ts.iteration + 1,
+        )
+        metrics = {
+            **update_metrics,
+            "updated": 1.0 - warmup.astype(jnp.float32),
+            "policy_actions": 1.0 - warmup.astype(jnp.float32),
+            "completed_return": completed_return,
+            "completed_episodes": completed_episodes,
+        }
+        return new_ts, metrics
+
+    # ----------------------------------------------------------------- chunk
+    def run_chunk(self, ts: TrainState, hparams: HParams, num_iterations: int) -> tuple[TrainState, Metrics]:
+        """`num_iterations` iterations, then `eval_episodes` deterministic episodes.
+
+        Returns the new state and one row of metrics (scalars, plus
+        `eval_returns` of shape (eval_episodes,)): training metrics are
+        averaged over the iterations of the chunk that ran updates.
+        """
+        ts, per_iter = jax.lax.scan(lambda s, _: self.iteration(s, hparams), ts, None, length=num_iterations)
+        updated = per_iter.pop("updated")
+        n_updated = jnp.sum(updated)
+        row = {k: jnp.sum(v * updated) / jnp.maximum(n_updated, 1.0) for k, v in per_iter.items()
+               if k not in ("completed_return", "completed_episodes", "policy_actions")}
+        episodes = jnp.sum(per_iter["completed_episodes"])
+        row["train_return"] = jnp.sum(per_iter["completed_return"]) / jnp.maximum(episodes, 1.0)
+        row["train_episodes"] = episodes
+        row["updates"] = n_updated * self.config.updates_per_iteration
+        row["policy_iterations"] = jnp.sum(per_iter["policy_actions"])
+
+        key, k_eval = jax.random.split(ts.key)
+        ts = ts.replace(key=key)
+        params = ts.agent.policy_params
+        returns = evaluate(
+            self.env,
+            lambda obs, k: self.agent.deterministic_action(params, obs, k),
+            k_eval,
+            self.config.eval_episodes,
+            self.episode_length,
+        )
+        row["eval_returns"] = returns
+        row["eval_return"] = jnp.mean(returns)
+        row["eval_return_std"] = jnp.std(returns)
+        row["iteration"] = ts.iteration
+        row["env_steps"] = ts.iteration * self.config.num_envs
+        return ts, row
+
+    # ------------------------------------------------------------ vmapping
+    def state_axes(self) -> TrainState:
+        """vmap axes of a batched TrainState: 0 everywhere except the counters.
+
+        The counters (iteration, buffer fill, update count) are the same for
+        every seed and grid point, so they stay unbatched. That keeps the
+        predicates of the warm-up, policy-delay and entropy-estimate `lax.cond`s
+        unbatched, and `vmap` keeps them real branches instead of evaluating
+        both sides (the entropy estimate on every update) and selecting.
+        """
+        shapes = jax.eval_shape(self.init, jax.random.PRNGKey(0), self.config.hparams())
+        axes = jax.tree.map(lambda _: 0, shapes)
+        return axes.replace(
+            iteration=None,
+            buffer=axes.buffer.replace(size=None, insert_pos=None),
+            agent=axes.agent.replace(step=None),
+        )
+
+    def vmapped(self, fn_name: str):
+        """`init`, `run_chunk` or `train` vmapped over keys/states and HParams, counters shared."""
+        axes = self.state_axes()
+        if fn_name == "init":
+            return jax.vmap(self.init, out_axes=axes)
+        if fn_name == "run_chunk":
+            return jax.vmap(self.run_chunk, in_axes=(axes, 0, None), out_axes=(axes, 0))
+        if fn_name == "train":
+            return jax.vmap(self.train, out_axes=(axes, 0))
+        raise ValueError(f"cannot vmap {fn_name!r}")
+
+    # ------------------------------------------------------------ whole run
+    def train(self, key: jax.Array, hparams: HParams) -> tuple[TrainState, Metrics]:
+        """The whole run as one function: metrics stacked over evaluation points (leading axis)."""
+        ts = self.init(key, hparams)
+        sizes = self.chunk_sizes
+        full = sum(1 for n in sizes if n == self.config.eval_interval)
+        ts, rows = jax.lax.scan(
+            lambda s, _: self.run_chunk(s, hparams, self.config.eval_interval), ts, None, length=full
+        )
+        if len(sizes) > full:
+            ts, last = self.run_chunk(ts, hparams, sizes[-1])
+            rows = jax.tree.map(lambda a, b: jnp.concatenate([a, b[None]]), rows, last)
+        return ts, rows
+
+    __call__ = train
+
+
+def make_train(config: Config, env=None) -> TrainProgram:
+    """Build the training program for `config` (the env is made from `config.env` unless given)."""
+    if env is None:
+        env = envs.make(config.env, physics=config.physics)
+    agent = DACER.from_config(config, env.observation_size, env.action_size)
+    return TrainProgram(config=config, env=env, agent=agent)
