@@ -30,13 +30,20 @@ def _add_run_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--env", help="task name, e.g. Hopper-v5 (default: the config's env; "
                    "its preset configs/<task>.yaml is used when --config is not given)")
     p.add_argument("--config", help=f"YAML file or preset name ({', '.join(preset_names())})")
-    p.add_argument("--seeds", type=int, default=1, metavar="N",
+    p.add_argument("--seeds", type=int, metavar="N",
                    help="number of seeds, run as one vmapped program (default: 1)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config key, e.g. --set lr_actor=3e-4 (repeatable)")
     p.add_argument("--out", type=pathlib.Path, metavar="DIR",
                    help="run directory (default: runs/<env>-<time>)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing run directory")
+    p.add_argument("--resume", type=pathlib.Path, metavar="RUN_DIR",
+                   help="continue an interrupted run from its newest usable checkpoint (its config is reused; "
+                        "--env/--config/--set/--seeds, if given, must match it)")
+    p.add_argument("--on-divergence", choices=("stop", "drop"), default="stop",
+                   help="when a run produces a non-finite loss, Q value or parameter: stop at the end of the "
+                        "chunk keeping the last good checkpoint (default), or drop: freeze that run at its last "
+                        "good state and continue the others")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -110,20 +117,59 @@ def _prepare_out_dir(args: argparse.Namespace, env: str) -> pathlib.Path:
     return out
 
 
-def _run(args: argparse.Namespace, grid_specs: Sequence[str]) -> int:
-    from mjx_dacer.runner import RunSpec, Runner, maybe_initialize_distributed, parse_grid
+def _resume_target(args: argparse.Namespace, grid_specs: Sequence[str]):
+    """The stored config and spec of --resume RUN_DIR, checked against any options given."""
+    from mjx_dacer.config import to_dict
+    from mjx_dacer.runner import parse_grid, read_run_dir
 
-    if args.seeds < 1:
-        raise ConfigError(f"--seeds must be >= 1, got {args.seeds}")
-    config = _resolve_config(args)
-    grid = parse_grid(grid_specs)
-    spec = RunSpec(grid=grid, seeds=tuple(range(args.seeds)))
-    for point in grid:
-        config.replace(**point)  # validate every grid point before anything is written
-    out = _prepare_out_dir(args, config.env)
+    run_dir = args.resume
+    if not run_dir.is_dir():
+        raise ConfigError(f"--resume {run_dir}: no such directory; pass the run directory of an earlier run")
+    config, spec = read_run_dir(run_dir)
+    if not (run_dir / "checkpoints").is_dir():
+        raise ConfigError(f"--resume {run_dir}: the run wrote no checkpoint yet; start it again with --overwrite")
+    if args.env is not None or args.config is not None or args.overrides:
+        given = to_dict(_resolve_config(args))
+        stored = to_dict(config)
+        diff = [k for k in stored if stored[k] != given[k]]
+        if diff:
+            k = diff[0]
+            raise ConfigError(f"--resume {run_dir} holds another config ({k}: {stored[k]!r} there, {given[k]!r} "
+                              "given); drop the config options to resume it, or start a new run with --out")
+    if args.seeds is not None and args.seeds != len(spec.seeds):
+        raise ConfigError(f"--resume {run_dir} has {len(spec.seeds)} seed(s), --seeds {args.seeds} was given; "
+                          "drop --seeds to resume it")
+    if grid_specs and parse_grid(grid_specs) != spec.grid:
+        raise ConfigError(f"--resume {run_dir} was swept over another grid; drop --grid to resume it")
+    return config, spec, run_dir
+
+
+def _run(args: argparse.Namespace, grid_specs: Sequence[str]) -> int:
+    from mjx_dacer.runner import RunSpec, Runner, RunStopped, maybe_initialize_distributed, parse_grid
+
+    if args.resume is not None:
+        if args.overwrite or args.out is not None:
+            raise ConfigError("--resume continues RUN_DIR in place; drop --out/--overwrite")
+        config, spec, out = _resume_target(args, grid_specs)
+    else:
+        seeds = 1 if args.seeds is None else args.seeds
+        if seeds < 1:
+            raise ConfigError(f"--seeds must be >= 1, got {seeds}")
+        config = _resolve_config(args)
+        grid = parse_grid(grid_specs)
+        spec = RunSpec(grid=grid, seeds=tuple(range(seeds)))
+        for point in grid:
+            config.replace(**point)  # validate every grid point before anything is written
+        out = _prepare_out_dir(args, config.env)
     maybe_initialize_distributed()
-    Runner(config, spec, out, progress=lambda line: print(line, flush=True)).run()
-    print(f"done: {out}/ (summary.md, metrics.csv, curves.png, tb/)", flush=True)
+    runner = Runner(config, spec, out, progress=lambda line: print(line, flush=True),
+                    on_divergence=args.on_divergence)
+    try:
+        runner.run(resume=args.resume is not None)
+    except RunStopped as e:
+        print(f"mjx-dacer: {e}", file=sys.stderr, flush=True)
+        return e.exit_code
+    print(f"done: {out}/ (summary.md, metrics.csv, curves.png, tb/, checkpoints/)", flush=True)
     return 0
 
 

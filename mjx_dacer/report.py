@@ -28,12 +28,17 @@ def append_rows(path: pathlib.Path, rows: Sequence[dict]) -> None:
         writer.writerows(rows)
 
 
+def _parse(value: str):
+    try:
+        return float(value)
+    except ValueError:
+        return value
+
+
 def read_rows(path: pathlib.Path) -> list[dict]:
+    """Rows of metrics.csv; numbers as floats, the label and other text as strings."""
     with path.open() as f:
-        return [
-            {k: (v if k == "label" else float(v)) for k, v in row.items()}
-            for row in csv.DictReader(f)
-        ]
+        return [{k: (v if k == "label" else _parse(v)) for k, v in row.items()} for row in csv.DictReader(f)]
 
 
 def _t_quantile_975(dof: int) -> float:
@@ -66,10 +71,11 @@ def write_curves(rows: Sequence[dict], path: pathlib.Path, title: str) -> None:
 
     fig, ax = plt.subplots(figsize=(7, 4.2))
     for label, (iters, returns, _) in curves_by_label(rows).items():
-        mean = returns.mean(axis=0)
+        # Runs held by the divergence guard have NaN returns: average over the others.
+        mean = np.nanmean(returns, axis=0)
         n = returns.shape[0]
         if n > 1:
-            half = _t_quantile_975(n - 1) * returns.std(axis=0, ddof=1) / math.sqrt(n)
+            half = _t_quantile_975(n - 1) * np.nanstd(returns, axis=0, ddof=1) / math.sqrt(n)
             ax.fill_between(iters, mean - half, mean + half, alpha=0.25)
         ax.plot(iters, mean, marker="o", markersize=3, label=f"{label} ({n} seed{'s' if n > 1 else ''})")
     ax.set_xlabel("iterations (gradient updates; env steps = iterations x num_envs)")

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import math
 import os
 import pathlib
+import signal
 import time
 from typing import Any, Callable, Mapping, Sequence
 
@@ -20,7 +22,8 @@ import yaml
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from mjx_dacer import report
-from mjx_dacer.config import HPARAM_FIELDS, Config, ConfigError, HParams, to_dict
+from mjx_dacer.checkpoint import Checkpointer
+from mjx_dacer.config import HPARAM_FIELDS, Config, ConfigError, HParams, from_dict, to_dict
 from mjx_dacer.train import TrainProgram, TrainState, make_train
 
 ProgressFn = Callable[[str], None]
@@ -95,21 +98,55 @@ def run_sharding(batch: int) -> NamedSharding | None:
     return NamedSharding(Mesh(np.array(devices), ("runs",)), PartitionSpec("runs"))
 
 
+class RunStopped(Exception):
+    """The run stopped before its end; `exit_code` is what the CLI should return."""
+
+    def __init__(self, message: str, exit_code: int):
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+EXIT_DIVERGED = 3
+SIGNAL_EXIT = {signal.SIGINT: 130, signal.SIGTERM: 143}
+ON_DIVERGENCE = ("stop", "drop")
+
+
+def read_run_dir(run_dir: pathlib.Path) -> tuple[Config, RunSpec]:
+    """The resolved config and the seeds / grid stored in RUN_DIR/config.yaml."""
+    path = pathlib.Path(run_dir) / "config.yaml"
+    if not path.is_file():
+        raise ConfigError(f"{run_dir} is not a run directory (no config.yaml); check the path")
+    values = yaml.safe_load(path.read_text()) or {}
+    seeds = tuple(values.pop("seeds", (0,)))
+    grid = tuple(dict(g) for g in values.pop("grid", ({},)))
+    return from_dict(values), RunSpec(grid=grid, seeds=seeds)
+
+
 class Runner:
-    """Runs one RunSpec of a config chunk by chunk and writes the run directory."""
+    """Runs one RunSpec of a config chunk by chunk and writes the run directory.
+
+    Between chunks it appends metrics, checkpoints every `checkpoint_interval`
+    chunks (and at the end), and reacts to SIGINT / SIGTERM by checkpointing
+    after the current chunk and stopping with `RunStopped`.
+    """
 
     def __init__(self, config: Config, spec: RunSpec, out_dir: pathlib.Path, progress: ProgressFn = print,
-                 program: TrainProgram | None = None):
+                 program: TrainProgram | None = None, on_divergence: str = "stop", checkpoints_to_keep: int = 2):
+        if on_divergence not in ON_DIVERGENCE:
+            raise ConfigError(f"--on-divergence must be one of {', '.join(ON_DIVERGENCE)}, got {on_divergence!r}")
         self.config = config
         self.spec = spec
         self.out_dir = pathlib.Path(out_dir)
         self.progress = progress
+        self.on_divergence = on_divergence
+        self.checkpoints_to_keep = checkpoints_to_keep
         self.program = program or make_train(config)
         self.batch = len(spec.entries)
         self.sharding = run_sharding(self.batch)
         self._init = jax.jit(self.program.vmapped("init"))
-        self._chunk = jax.jit(self.program.vmapped("run_chunk"), static_argnums=2, donate_argnums=0)
+        self._chunk = jax.jit(self.program.vmapped("run_chunk_guarded"), static_argnums=2, donate_argnums=0)
         self._tb = None
+        self._stop_signal: int | None = None
 
     # ---------------------------------------------------------------- outputs
     def write_config(self) -> None:
@@ -119,15 +156,23 @@ class Runner:
         (self.out_dir / "config.yaml").write_text(yaml.safe_dump(resolved, sort_keys=False))
 
     def rows(self, chunk_metrics: Mapping[str, np.ndarray]) -> list[dict]:
+        names = self.program.guarded_metric_names()
         out = []
         for b, (g, seed) in enumerate(self.spec.entries):
             row: dict[str, Any] = {"run": b, "label": self.spec.label(g), "seed": seed}
             row["iteration"] = int(chunk_metrics["iteration"][b])
             row["env_steps"] = int(chunk_metrics["env_steps"][b])
+            held = bool(chunk_metrics["frozen"][b])
             for k in sorted(chunk_metrics):
                 if k in row or k == "eval_returns":
                     continue
-                row[k] = float(chunk_metrics[k][b])
+                value = float(chunk_metrics[k][b])
+                # A held run's numbers describe a discarded continuation: blank them.
+                if held and k not in ("frozen", "diverged", "nonfinite_metric", "nonfinite_iteration"):
+                    value = math.nan
+                row[k] = value
+            metric = int(chunk_metrics["nonfinite_metric"][b])
+            row["nonfinite_metric"] = names[metric] if metric >= 0 else ""
             out.append(row)
         return out
 
@@ -141,7 +186,7 @@ class Runner:
         for row in rows:
             w = self._tb[row["run"]]
             for k, v in row.items():
-                if k not in report.ID_COLUMNS:
+                if k not in report.ID_COLUMNS and isinstance(v, float):
                     w.add_scalar(k, v, row["iteration"])
             w.flush()
 
@@ -151,7 +196,28 @@ class Runner:
         report.write_curves(rows, self.out_dir / "curves.png", title)
         (self.out_dir / "summary.md").write_text(report.summary_markdown(rows, self.config.total_iterations, title))
 
+    def _save(self, checkpointer: Checkpointer, chunks_done: int, ts: TrainState, rows: list[dict]) -> None:
+        seconds, size = checkpointer.save(chunks_done, ts, rows)
+        try:
+            from mjx_dacer.policy import save_policy
+        except ImportError:
+            save_policy = None
+        if save_policy is not None:
+            save_policy(
+                self.out_dir / "policy.msgpack", self.config, jax.device_get(ts.agent.policy_params),
+                jax.device_get(ts.agent.log_alpha), [self.spec.label(g) for g, _ in self.spec.entries],
+                [s for _, s in self.spec.entries], int(ts.iteration),
+            )
+        self.progress(f"checkpoint {chunks_done}: {size / 2**20:,.1f} MiB in {seconds:.1f} s "
+                      f"({checkpointer.directory})")
+
     # -------------------------------------------------------------------- run
+    def _shard(self, tree):
+        if self.sharding is None:
+            return tree
+        axes = self.program.state_axes()
+        return jax.tree.map(lambda a, x: jax.device_put(x, self.sharding) if a == 0 else x, axes, tree)
+
     def initial_state(self) -> TrainState:
         keys, hparams = stacked_inputs(self.config, self.spec)
         if self.sharding is not None:
@@ -159,42 +225,113 @@ class Runner:
         self.hparams = hparams
         return self._init(keys, hparams)
 
-    def run(self) -> TrainState:
+    def _restore(self, checkpointer: Checkpointer) -> tuple[TrainState, int, list[dict]]:
+        keys, hparams = stacked_inputs(self.config, self.spec)
+        if self.sharding is not None:
+            keys, hparams = jax.device_put((keys, hparams), self.sharding)
+        self.hparams = hparams
+        abstract = jax.eval_shape(self._init, keys, hparams)
+        restored = checkpointer.restore(abstract)
+        for line in restored.skipped:
+            self.progress(f"warning: skipped {line}")
+        # Rows written after the checkpoint belong to the discarded continuation.
+        csv = self.out_dir / "metrics.csv"
+        csv.unlink(missing_ok=True)
+        report.append_rows(csv, restored.rows)
+        return self._shard(restored.state), restored.chunks_done, restored.rows
+
+    def _handle_signal(self, signum, frame) -> None:
+        if self._stop_signal is not None:  # second signal: give up on the chunk at once
+            raise KeyboardInterrupt
+        self._stop_signal = signum
+        self.progress(f"{signal.Signals(signum).name}: stopping after the current chunk (again to abandon it)")
+
+    def run(self, resume: bool = False) -> TrainState:
+        """Train to the end (or from the newest usable checkpoint with `resume=True`)."""
         cfg = self.config
-        self.write_config()
-        ts = self.initial_state()
+        checkpointer = Checkpointer(self.out_dir, self.checkpoints_to_keep)
+        if resume:
+            ts, start_chunk, all_rows = self._restore(checkpointer)
+        else:
+            self.write_config()
+            ts, start_chunk, all_rows = self.initial_state(), 0, []
         sizes = self.program.chunk_sizes
-        done_iters, start = 0, time.perf_counter()
+        frozen = jnp.zeros(self.batch, bool)
+        if all_rows:
+            for row in all_rows[-self.batch:]:
+                frozen = frozen.at[int(row["run"])].set(bool(row.get("frozen", 0.0)))
+        done_iters = sum(sizes[:start_chunk])
         self.progress(
             f"{cfg.env}: {self.batch} run(s) ({len(self.spec.grid)} grid point(s) x {len(self.spec.seeds)} seed(s)), "
             f"{cfg.total_iterations} iterations x {cfg.num_envs} envs in {len(sizes)} chunk(s) on "
-            f"{len(jax.local_devices())} {jax.default_backend()} device(s); compiling..."
+            f"{len(jax.local_devices())} {jax.default_backend()} device(s)"
+            + (f"; resuming after chunk {start_chunk} (iteration {done_iters})" if resume else "")
+            + "; compiling..."
         )
-        for c, n in enumerate(sizes):
-            t0 = time.perf_counter()
-            ts, metrics = self._chunk(ts, self.hparams, n)
-            metrics = jax.device_get(metrics)
-            dt = time.perf_counter() - t0
-            done_iters += n
-            rows = self.rows(metrics)
-            report.append_rows(self.out_dir / "metrics.csv", rows)
-            self._log_tensorboard(rows)
-            self._refresh_reports()
-            elapsed = time.perf_counter() - start
-            eta = elapsed / done_iters * (cfg.total_iterations - done_iters)
-            self.progress(
-                f"[{c + 1}/{len(sizes)}] iter {done_iters}/{cfg.total_iterations} "
-                f"env steps {done_iters * cfg.num_envs} | "
-                f"{n * cfg.num_envs * self.batch / dt:,.0f} env steps/s, "
-                f"{float(np.sum(metrics['updates'])) / dt:,.0f} updates/s | "
-                f"eval return {np.mean(metrics['eval_return']):.1f} (runs {np.min(metrics['eval_return']):.1f}.."
-                f"{np.max(metrics['eval_return']):.1f}) | alpha {np.mean(metrics['alpha']):.3f} | "
-                f"ETA {_duration(eta)}"
-            )
-        if self._tb is not None:
-            for w in self._tb:
-                w.close()
+        previous = {s: signal.signal(s, self._handle_signal) for s in SIGNAL_EXIT}
+        start, start_iters = time.perf_counter(), done_iters
+        try:
+            for c in range(start_chunk, len(sizes)):
+                n = sizes[c]
+                t0 = time.perf_counter()
+                ts, metrics = self._chunk(ts, self.hparams, n, frozen)
+                metrics = jax.device_get(metrics)
+                dt = time.perf_counter() - t0
+                done_iters += n
+                rows = self.rows(metrics)
+                all_rows.extend(rows)
+                report.append_rows(self.out_dir / "metrics.csv", rows)
+                self._log_tensorboard(rows)
+                self._refresh_reports()
+                self._report_progress(c, len(sizes), n, dt, metrics, done_iters, start, start_iters)
+                diverged = [r for r in rows if r["diverged"] == 1.0]
+                for r in diverged:
+                    self.progress(
+                        f"diverged: run {r['run']} (seed {r['seed']}, {r['label']}): first non-finite "
+                        f"'{r['nonfinite_metric']}' at iteration {int(r['nonfinite_iteration'])}"
+                    )
+                if diverged and self.on_divergence == "stop":
+                    raise RunStopped(
+                        f"stopped: run {diverged[0]['run']} (seed {diverged[0]['seed']}) diverged at iteration "
+                        f"{int(diverged[0]['nonfinite_iteration'])} ('{diverged[0]['nonfinite_metric']}'); the last "
+                        f"good checkpoint is kept; lower the learning rates or use --on-divergence=drop",
+                        EXIT_DIVERGED,
+                    )
+                frozen = jnp.asarray(metrics["frozen"], bool)
+                last = c == len(sizes) - 1
+                if last or (c + 1) % cfg.checkpoint_interval == 0 or self._stop_signal is not None:
+                    self._save(checkpointer, c + 1, ts, all_rows)
+                if self._stop_signal is not None and not last:
+                    raise RunStopped(
+                        f"interrupted after chunk {c + 1}/{len(sizes)} (iteration {done_iters}); "
+                        f"resume with: mjx-dacer train --resume {self.out_dir}",
+                        SIGNAL_EXIT[self._stop_signal],
+                    )
+        finally:
+            for s, handler in previous.items():
+                signal.signal(s, handler)
+            if self._tb is not None:
+                for w in self._tb:
+                    w.close()
+                self._tb = None
+            checkpointer.close()
         return ts
+
+    def _report_progress(self, c, num_chunks, n, dt, metrics, done_iters, start, start_iters) -> None:
+        cfg = self.config
+        elapsed = time.perf_counter() - start
+        eta = elapsed / max(done_iters - start_iters, 1) * (cfg.total_iterations - done_iters)
+        live = metrics["frozen"] == 0
+        eval_returns = metrics["eval_return"][live] if live.any() else np.array([np.nan])
+        self.progress(
+            f"[{c + 1}/{num_chunks}] iter {done_iters}/{cfg.total_iterations} "
+            f"env steps {done_iters * cfg.num_envs} | "
+            f"{n * cfg.num_envs * self.batch / dt:,.0f} env steps/s, "
+            f"{float(np.sum(metrics['updates'])) / dt:,.0f} updates/s | "
+            f"eval return {np.mean(eval_returns):.1f} (runs {np.min(eval_returns):.1f}.."
+            f"{np.max(eval_returns):.1f}) | alpha {np.mean(metrics['alpha']):.3f} | "
+            f"ETA {_duration(eta)}"
+        )
 
 
 def _duration(seconds: float) -> str:

@@ -179,7 +179,9 @@ class TrainProgram:
         `eval_returns` of shape (eval_episodes,)): training metrics are
         averaged over the iterations of the chunk that ran updates.
         """
+        start_iteration = ts.iteration
         ts, per_iter = jax.lax.scan(lambda s, _: self.iteration(s, hparams), ts, None, length=num_iterations)
+        divergence = self._first_nonfinite(per_iter, ts.agent, start_iteration)
         updated = per_iter.pop("updated")
         n_updated = jnp.sum(updated)
         row = {k: jnp.sum(v * updated) / jnp.maximum(n_updated, 1.0) for k, v in per_iter.items()
@@ -205,7 +207,55 @@ class TrainProgram:
         row["eval_return_std"] = jnp.std(returns)
         row["iteration"] = ts.iteration
         row["env_steps"] = ts.iteration * self.config.num_envs
+        row.update(divergence)
         return ts, row
+
+    # ------------------------------------------------------- divergence guard
+    def guarded_metric_names(self) -> list[str]:
+        """What the divergence guard checks, in the order `nonfinite_metric` indexes."""
+        return sorted(self._update_metrics_template()) + ["parameters"]
+
+    def _first_nonfinite(self, per_iter: Metrics, agent: DacerState, start_iteration: jax.Array) -> Metrics:
+        """Where a run first produced a non-finite loss, Q value or parameter (-1: nowhere)."""
+        names = self.guarded_metric_names()[:-1]
+        bad = jnp.stack([~jnp.isfinite(per_iter[k]) for k in names], axis=1)  # (iterations, metrics)
+        bad_iteration = jnp.any(bad, axis=1)
+        first = jnp.argmax(bad_iteration)
+        any_bad = jnp.any(bad_iteration)
+        learned = (agent.policy_params, agent.critic_params, agent.target_critic_params, agent.log_alpha)
+        params_finite = jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(learned)]))
+        metric = jnp.where(any_bad, jnp.argmax(bad[first]), jnp.where(params_finite, -1, len(names)))
+        iteration = jnp.where(
+            any_bad, start_iteration + first + 1, jnp.where(params_finite, -1, start_iteration + bad.shape[0])
+        )
+        return {"nonfinite_metric": metric, "nonfinite_iteration": iteration}
+
+    def run_chunk_guarded(
+        self, ts: TrainState, hparams: HParams, num_iterations: int, frozen: jax.Array
+    ) -> tuple[TrainState, Metrics]:
+        """`run_chunk` that keeps the chunk-start state of a run that diverged or is `frozen`.
+
+        Adds `diverged` (this chunk produced a non-finite value) and `frozen`
+        (the run is held at its last good state) to the row. The shared
+        counters keep advancing; everything the run learned is held back.
+        """
+        new, row = self.run_chunk(ts, hparams, num_iterations)
+        diverged = row["nonfinite_metric"] >= 0
+        hold = frozen | diverged
+
+        def keep(new_tree, old_tree):
+            return jax.tree.map(lambda n, o: jnp.where(hold, o, n), new_tree, old_tree)
+
+        new = new.replace(
+            agent=keep(new.agent, ts.agent).replace(step=new.agent.step),
+            buffer=new.buffer.replace(data=keep(new.buffer.data, ts.buffer.data)),
+            env_state=keep(new.env_state, ts.env_state),
+            episode_return=keep(new.episode_return, ts.episode_return),
+            key=keep(new.key, ts.key),
+        )
+        row["diverged"] = diverged.astype(jnp.float32)
+        row["frozen"] = hold.astype(jnp.float32)
+        return new, row
 
     # ------------------------------------------------------------ vmapping
     def state_axes(self) -> TrainState:
@@ -226,12 +276,14 @@ class TrainProgram:
         )
 
     def vmapped(self, fn_name: str):
-        """`init`, `run_chunk` or `train` vmapped over keys/states and HParams, counters shared."""
+        """`init`, `run_chunk`, `run_chunk_guarded` or `train` vmapped over keys/states and HParams, counters shared."""
         axes = self.state_axes()
         if fn_name == "init":
             return jax.vmap(self.init, out_axes=axes)
         if fn_name == "run_chunk":
             return jax.vmap(self.run_chunk, in_axes=(axes, 0, None), out_axes=(axes, 0))
+        if fn_name == "run_chunk_guarded":
+            return jax.vmap(self.run_chunk_guarded, in_axes=(axes, 0, None, 0), out_axes=(axes, 0))
         if fn_name == "train":
             return jax.vmap(self.train, out_axes=(axes, 0))
         raise ValueError(f"cannot vmap {fn_name!r}")

@@ -1,0 +1,119 @@
+"""Checkpoints, exact resume, interruption, corrupt checkpoints and the divergence guard."""
+
+import os
+import signal
+import subprocess
+import sys
+
+import pytest
+
+from mjx_dacer import report
+from mjx_dacer.config import load_config, parse_overrides
+from mjx_dacer.runner import EXIT_DIVERGED, Runner, RunSpec, RunStopped, parse_grid
+
+TINY = [
+    "total_iterations=6", "eval_interval=2", "warmup_steps=20", "num_envs=10", "buffer_capacity=200",
+    "batch_size=8", "eval_episodes=2", "hidden_sizes=8,8", "critic_hidden_sizes=8,8", "diffusion_steps=2",
+    "entropy_samples=6", "alpha_update_interval=2", "checkpoint_interval=1",
+]
+SPEC = RunSpec(grid=({},), seeds=(0, 1))
+
+
+def tiny_config(*extra):
+    return load_config("multigoal", parse_overrides([*TINY, *extra]))
+
+
+def metric_rows(run_dir):
+    return report.read_rows(run_dir / "metrics.csv")
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    out = tmp_path_factory.mktemp("full")
+    lines = []
+    Runner(tiny_config(), SPEC, out, progress=lines.append).run()
+    return out, lines
+
+
+def test_full_run_checkpoints_and_exports_the_policy(uninterrupted):
+    out, lines = uninterrupted
+    assert sorted(p.name for p in (out / "checkpoints").iterdir() if p.name.isdigit()) == ["2", "3"]  # keep 2
+    assert any(line.startswith("checkpoint 3:") and "MiB in" in line for line in lines)
+    assert (out / "policy.msgpack").is_file()
+    assert len(metric_rows(out)) == 3 * 2
+
+
+def test_interrupted_run_resumes_to_the_same_metrics(uninterrupted, tmp_path):
+    full, _ = uninterrupted
+    out = tmp_path / "run"
+
+    def interrupt_after_first_chunk(line):
+        if line.startswith("[1/3]"):
+            os.kill(os.getpid(), signal.SIGINT)  # handled between chunks, like a Ctrl-C
+
+    with pytest.raises(RunStopped) as stopped:
+        Runner(tiny_config(), SPEC, out, progress=interrupt_after_first_chunk).run()
+    assert stopped.value.exit_code == 130
+    assert f"mjx-dacer train --resume {out}" in str(stopped.value)
+    assert len(metric_rows(out)) == 2  # one chunk x 2 seeds
+
+    Runner(tiny_config(), SPEC, out, progress=lambda _: None).run(resume=True)
+    assert metric_rows(out) == metric_rows(full)  # every value of every row, exactly
+
+
+def test_corrupt_latest_checkpoint_falls_back_to_the_previous_one(uninterrupted, tmp_path):
+    full, _ = uninterrupted
+    out = tmp_path / "run"
+    Runner(tiny_config(), SPEC, out, progress=lambda _: None).run()
+    # Damage the newest checkpoint's largest data file.
+    files = [p for p in (out / "checkpoints" / "3" / "state").rglob("*") if p.is_file()]
+    victim = max(files, key=lambda p: p.stat().st_size)
+    victim.write_bytes(victim.read_bytes()[: victim.stat().st_size // 2])
+    lines = []
+    Runner(tiny_config(), SPEC, out, progress=lines.append).run(resume=True)
+    assert any("warning: skipped checkpoint 3" in line for line in lines), lines
+    assert any("resuming after chunk 2" in line for line in lines), lines
+    assert metric_rows(out) == metric_rows(full)
+
+
+def test_divergence_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path):
+    out = tmp_path / "run"
+    # reward_scale = 1e38 overflows the critic targets to inf on the first update: warm-up is
+    # 20 transitions = 2 iterations of 10 envs, so that is iteration 3, in chunk 2.
+    spec = RunSpec(grid=parse_grid(["reward_scale=0.2,1e38"]), seeds=(0,))
+    with pytest.raises(RunStopped) as stopped:
+        Runner(tiny_config(), spec, out, progress=lambda _: None).run()
+    assert stopped.value.exit_code == EXIT_DIVERGED
+    message = str(stopped.value)
+    assert "run 1 (seed 0)" in message and "iteration 3" in message and "'" in message
+    # Chunk 1 (iterations 1-2) was warm-up and checkpointed; chunk 2 diverged and was not.
+    assert sorted(p.name for p in (out / "checkpoints").iterdir() if p.name.isdigit()) == ["1"]
+
+
+def test_drop_mode_freezes_the_diverged_run_and_continues_the_others(tmp_path):
+    out = tmp_path / "run"
+    spec = RunSpec(grid=parse_grid(["reward_scale=0.2,1e38"]), seeds=(0,))
+    lines = []
+    Runner(tiny_config(), spec, out, progress=lines.append, on_divergence="drop").run()
+    rows = metric_rows(out)
+    healthy = [r for r in rows if r["run"] == 0]
+    broken = [r for r in rows if r["run"] == 1]
+    assert all(r["frozen"] == 0 for r in healthy) and all(r["critic_loss"] == r["critic_loss"] for r in healthy[1:])
+    assert [r["frozen"] for r in broken] == [0.0, 1.0, 1.0]
+    assert broken[1]["diverged"] == 1.0 and broken[1]["nonfinite_metric"] != ""
+    assert any(line.startswith("diverged: run 1") for line in lines)
+
+
+def cli(*args):
+    return subprocess.run([sys.executable, "-m", "mjx_dacer.cli", *args], capture_output=True, text=True,
+                          timeout=600)
+
+
+def test_resume_bad_directories_are_clear_errors(uninterrupted, tmp_path):
+    full, _ = uninterrupted
+    missing = cli("train", "--resume", str(tmp_path / "nope"))
+    assert missing.returncode == 2 and "no such directory" in missing.stderr
+    other = cli("train", "--resume", str(full), "--config", "multigoal", *sum((["--set", t] for t in TINY), []),
+                "--set", "lr_actor=0.5")
+    assert other.returncode == 2 and "holds another config (lr_actor" in other.stderr
+    assert len(other.stderr.strip().splitlines()) == 1
