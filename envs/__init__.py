@@ -1,1 +1,37 @@
-"""MJX ports of Gymnasium's MuJoCo v5 tasks and the Multi-goal task (DACER_SPEC §8)."""
+"""MJX ports of Gymnasium's MuJoCo v5 tasks and the Multi-goal task (DACER_SPEC §8).
+
+    env = mjx_dacer.envs.make("Hopper-v5", physics="fast")   # brax Env, actions in [-1, 1]
+    state = jax.jit(env.reset)(jax.random.PRNGKey(0))
+    state = jax.jit(env.step)(state, action)                  # state.pipeline_state: mjx.Data
+
+    train_env = mjx_dacer.envs.TrainingWrapper(env)          # N envs, time limit, auto-reset
+    states = train_env.reset(jax.random.split(key, N))
+
+    frames = mjx_dacer.envs.render(env, trajectory)           # (T, H, W, 3) uint8
+    mjx_dacer.envs.write_video(frames, "hopper.mp4", fps=1 / env.dt)
+"""
+
+import os as _os
+import sys as _sys
+
+# Rendering needs its OpenGL backend chosen before mujoco is first imported:
+# on a Linux machine without a display, default to EGL (GPU driver or Mesa).
+if _sys.platform.startswith("linux") and not _os.environ.get("DISPLAY") and "MUJOCO_GL" not in _os.environ:
+    _os.environ["MUJOCO_GL"] = "egl"
+
+from mjx_dacer.envs.physics import DEFAULT_PROFILE, PROFILES  # noqa: E402
+from mjx_dacer.envs.registry import make, names, options  # noqa: E402
+from mjx_dacer.envs.render import RenderError, render, write_video  # noqa: E402
+from mjx_dacer.envs.wrappers import TrainingWrapper  # noqa: E402
+
+__all__ = [
+    "DEFAULT_PROFILE",
+    "PROFILES",
+    "RenderError",
+    "TrainingWrapper",
+    "make",
+    "names",
+    "options",
+    "render",
+    "write_video",
+]

@@ -1,6 +1,28 @@
 """mjx_dacer: DACER (Diffusion Actor-Critic with Entropy Regulator) on MuJoCo MJX, end to end on the device."""
 
-from mjx_dacer.config import Config, ConfigError, HParams, load_config
+import contextlib as _contextlib
+import io as _io
 
-__all__ = ["Config", "ConfigError", "HParams", "load_config"]
+# mujoco.mjx prints a line to stdout when its optional Warp backend is not
+# installed; that backend is never used here, so keep the notice out of the CLI's output.
+with _contextlib.redirect_stdout(_io.StringIO()):
+    import mujoco.mjx  # noqa: F401
+
+from mjx_dacer.config import Config, ConfigError, HParams, load_config  # noqa: E402
+
+__all__ = ["Config", "ConfigError", "HParams", "load_config", "load_policy", "make_train"]
 __version__ = "0.1.0"
+
+
+def __getattr__(name):
+    # The training program and the policy loader pull in the environments and
+    # flax: import them on first use, so `import mjx_dacer` stays light.
+    if name == "make_train":
+        from mjx_dacer.train import make_train
+
+        return make_train
+    if name == "load_policy":
+        from mjx_dacer.policy import load_policy
+
+        return load_policy
+    raise AttributeError(f"module 'mjx_dacer' has no attribute {name!r}")

@@ -31,7 +31,7 @@ from jax.scipy.special import logsumexp, xlogy
 # Lloyd iterations after the seeding: k-means only has to place EM's start in
 # the right basin (EM refines it), and on well-separated data Lloyd settles in
 # 2-3 iterations; a fixed count keeps the program shape static.
-_LLOYD_ITERS = 10
+_LLOYD_ITERS = 20
 
 
 @struct.dataclass
@@ -131,6 +131,11 @@ def _fit(x, num_components, max_iters, tol, reg_covar, init_labels=None):
     lead, (n, d) = x.shape[:-2], x.shape[-2:]
     k = num_components
     xb = x.reshape((-1, n, d))  # (B, N, d)
+    # EM and k-means are translation-equivariant; centring each data set keeps
+    # float32 distances and whitened samples free of cancellation when the
+    # samples sit far from the origin relative to their spread.
+    offset = jnp.mean(xb, axis=1, keepdims=True)  # (B, 1, d)
+    xb = xb - offset
     tol = jnp.asarray(tol, x.dtype)
     reg_covar = jnp.asarray(reg_covar, x.dtype)
 
@@ -184,7 +189,7 @@ def _fit(x, num_components, max_iters, tol, reg_covar, init_labels=None):
     _, n_iter, weights, means, covs, _, _, converged = jax.lax.while_loop(cond, body, init)
     gmm = GMM(
         weights=weights.reshape(lead + (k,)),
-        means=means.reshape(lead + (k, d)),
+        means=(means + offset).reshape(lead + (k, d)),
         covariances=covs.reshape(lead + (k, d, d)),
     )
     return gmm, n_iter.reshape(lead), converged.reshape(lead)
@@ -220,16 +225,17 @@ def _kmeans_labels(x: jax.Array, k: int) -> jax.Array:
         min_dist = jnp.minimum(min_dist, column(best))
     centres = jnp.concatenate(centres, axis=1)  # (B, K, d)
 
-    sq_dist = lambda c: jnp.sum((x[:, :, None, :] - c[:, None, :, :]) ** 2, axis=-1)  # (B, N, K)
+    # |x - c|^2 up to the per-sample |x|^2, which the argmin over centres ignores.
+    nearest = lambda c: jnp.argmin(jnp.sum(c**2, axis=-1)[:, None, :] - 2.0 * jnp.einsum("bnd,bkd->bnk", x, c), axis=-1)
 
     def lloyd(_, centres):
-        onehot = jax.nn.one_hot(jnp.argmin(sq_dist(centres), axis=-1), k, dtype=x.dtype)
+        onehot = jax.nn.one_hot(nearest(centres), k, dtype=x.dtype)
         counts = jnp.sum(onehot, axis=1)[..., None]  # (B, K, 1)
         sums = jnp.einsum("bnk,bnd->bkd", onehot, x)
         return jnp.where(counts > 0, sums / jnp.maximum(counts, 1.0), centres)
 
     centres = jax.lax.fori_loop(0, _LLOYD_ITERS, lloyd, centres)
-    return jnp.argmin(sq_dist(centres), axis=-1)
+    return nearest(centres)
 
 
 def _m_step(x, resp, reg_covar):
@@ -239,10 +245,12 @@ def _m_step(x, resp, reg_covar):
     # weight ~0, mean 0 and covariance reg_covar * I instead of 0/0.
     nk = jnp.sum(resp, axis=1) + 10 * jnp.finfo(x.dtype).eps  # (B, K)
     means = jnp.einsum("bnk,bnd->bkd", resp, x) / nk[..., None]
-    # Centred before the product: raw second moments minus mean^2 cancel badly in float32.
-    diff = x[:, None, :, :] - means[:, :, None, :]  # (B, K, N, d)
-    weighted = jnp.swapaxes(resp, 1, 2)[..., None] * diff
-    covs = jnp.einsum("bknd,bkne->bkde", weighted, diff) / nk[..., None, None]
+    # Centred before the product: raw second moments minus mean^2 cancel in
+    # float32 at the scale of reg_covar for the near-point-mass components that
+    # clipped actions produce. sqrt(resp) on both sides makes it one symmetric
+    # product z^T z, which XLA fuses better than resp * diff against diff.
+    z = jnp.sqrt(jnp.swapaxes(resp, 1, 2))[..., None] * (x[:, None, :, :] - means[:, :, None, :])  # (B, K, N, d)
+    covs = jnp.einsum("bknd,bkne->bkde", z, z) / nk[..., None, None]
     covs = covs + reg_covar * jnp.eye(d, dtype=x.dtype)
     return nk / jnp.sum(nk, axis=-1, keepdims=True), means, covs
 
@@ -254,11 +262,11 @@ def _e_step(x, weights, means, chol):
     # matmul over the samples: cheaper than a triangular solve with N right-hand sides.
     eye = jnp.broadcast_to(jnp.eye(d, dtype=x.dtype), chol.shape)
     prec_chol = solve_triangular(chol, eye, lower=True)  # L^-1, (B, K, d, d)
-    y = jnp.einsum("bked,bnd->bkne", prec_chol, x) - jnp.einsum("bked,bkd->bke", prec_chol, means)[:, :, None, :]
+    y = jnp.einsum("bked,bnd->bnke", prec_chol, x) - jnp.einsum("bked,bkd->bke", prec_chol, means)[:, None]
     log_det_prec = -jnp.sum(jnp.log(jnp.diagonal(chol, axis1=-2, axis2=-1)), axis=-1)  # (B, K)
-    log_gauss = -0.5 * (d * math.log(2.0 * math.pi) + jnp.sum(y**2, axis=-1)) + log_det_prec[..., None]
+    log_gauss = -0.5 * (d * math.log(2.0 * math.pi) + jnp.sum(y**2, axis=-1)) + log_det_prec[:, None, :]
     # weights >= 10 eps / N > 0, so the log is finite.
-    weighted = jnp.swapaxes(log_gauss, 1, 2) + jnp.log(weights)[:, None, :]  # (B, N, K)
+    weighted = log_gauss + jnp.log(weights)[:, None, :]  # (B, N, K)
     log_prob_norm = logsumexp(weighted, axis=-1)
     return log_prob_norm, weighted - log_prob_norm[..., None]
 
@@ -275,10 +283,15 @@ def _safe_cholesky(covs: jax.Array) -> jax.Array:
     d = covs.shape[-1]
     eye = jnp.eye(d, dtype=covs.dtype)
     ok = lambda c: jnp.all(jnp.isfinite(c), axis=(-2, -1), keepdims=True)
+
+    def repair(chol):
+        scale = jnp.max(jnp.diagonal(covs, axis1=-2, axis2=-1), axis=-1)[..., None, None]
+        jitter = 10.0 * d * jnp.finfo(covs.dtype).eps * scale
+        chol = jnp.where(ok(chol), chol, jnp.linalg.cholesky(covs + jitter * eye))
+        diag = jnp.sqrt(jnp.maximum(jnp.diagonal(covs, axis1=-2, axis2=-1), jnp.finfo(covs.dtype).tiny))
+        return jnp.where(ok(chol), chol, diag[..., None, :] * eye)
+
     chol = jnp.linalg.cholesky(covs)
-    scale = jnp.max(jnp.diagonal(covs, axis1=-2, axis2=-1), axis=-1)[..., None, None]
-    jitter = 10.0 * d * jnp.finfo(covs.dtype).eps * scale
-    retry = jnp.linalg.cholesky(covs + jitter * eye)
-    chol = jnp.where(ok(chol), chol, retry)
-    diag = jnp.sqrt(jnp.maximum(jnp.diagonal(covs, axis1=-2, axis2=-1), jnp.finfo(covs.dtype).tiny))
-    return jnp.where(ok(chol), chol, diag[..., None, :] * eye)
+    # The retry is rare: skip its cost unless some factor failed (under a
+    # user's vmap the cond becomes a select and both branches run).
+    return jax.lax.cond(jnp.all(ok(chol)), lambda c: c, repair, chol)

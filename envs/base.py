@@ -1,0 +1,208 @@
+"""Shared plumbing of the MuJoCo tasks: Gymnasium XML -> MJX-backed brax env.
+
+A task subclasses `MujocoTask` and supplies four small pure functions:
+
+* ``initial_state(rng) -> (qpos, qvel)``: Gymnasium's reset distribution;
+* ``observation(data) -> obs``: Gymnasium's ``_get_obs`` on MJX ``Data``;
+* ``reward(before, after, ctrl) -> (reward, terminated, metrics)``: the
+  reward terms under Gymnasium's ``info`` names, computed on the
+  actuator-space action ``ctrl`` exactly as Gymnasium computes them;
+* class attributes ``xml_file``, ``frame_skip``, ``episode_length`` and
+  ``physics_profiles`` (see `envs.physics`).
+
+Everything else (model loading, profiles, action scaling, frame skip, the
+post-constraint force pass, brax's ``reset``/``step``) lives here once.
+
+Step semantics match ``gymnasium.envs.mujoco.MujocoEnv``: ``frame_skip``
+calls of ``mjx.step`` (forward dynamics, then integration, so positional
+quantities such as ``xpos`` lag ``qpos`` by one substep, as in C MuJoCo),
+followed by ``mjx.rne_postconstraint`` when the task reads ``cfrc_ext``.
+"""
+
+from __future__ import annotations
+
+import functools
+import pathlib
+from typing import Any, ClassVar, Mapping, Sequence
+
+import gymnasium
+import jax
+import jax.numpy as jnp
+import mujoco
+import numpy as np
+from brax.envs.base import PipelineEnv, State
+from mujoco import mjx
+
+from mjx_dacer.envs import physics as physics_lib
+
+Metrics = dict[str, jax.Array]
+
+
+def gymnasium_asset(filename: str) -> pathlib.Path:
+    """Path of an XML shipped by the installed gymnasium package (never copied here)."""
+    path = pathlib.Path(gymnasium.__file__).parent / "envs" / "mujoco" / "assets" / filename
+    if not path.is_file():
+        raise FileNotFoundError(f"gymnasium {gymnasium.__version__} ships no {filename} (looked for {path})")
+    return path
+
+
+def load_model(filename: str, changes: Sequence[physics_lib.Change] = ()) -> mujoco.MjModel:
+    """Compiles Gymnasium's XML ``filename`` and applies ``changes`` to it."""
+    model = mujoco.MjModel.from_xml_path(str(gymnasium_asset(filename)))
+    return physics_lib.apply(model, changes)
+
+
+def scale_action(action: jax.Array, low: jax.Array, high: jax.Array) -> jax.Array:
+    """Maps a policy action in [-1, 1] (clipped first) affinely onto [low, high].
+
+    Shapes: action (..., nu); low, high (nu,). Clipping keeps out-of-range
+    actions from inflating the quadratic control costs; MuJoCo would clamp the
+    control anyway (``ctrllimited``), but Gymnasium's costs read the unclamped one.
+    """
+    action = jnp.clip(action, -1.0, 1.0)
+    return low + 0.5 * (action + 1.0) * (high - low)
+
+
+def uniform(rng: jax.Array, shape: Sequence[int], scale: float) -> jax.Array:
+    """U(-scale, scale), Gymnasium's ``np_random.uniform(-s, s)``."""
+    return jax.random.uniform(rng, shape, minval=-scale, maxval=scale)
+
+
+def in_open_range(x: jax.Array, bounds: tuple[float, float]) -> jax.Array:
+    """``low < x < high`` elementwise (Gymnasium's strict health checks)."""
+    low, high = bounds
+    return (x > low) & (x < high)
+
+
+class MujocoTask(PipelineEnv):
+    """A Gymnasium v5 MuJoCo task on MJX, brax ``PipelineEnv``-compatible.
+
+    ``State.pipeline_state`` is the ``mjx.Data``; ``State.done`` is the
+    task's termination (1.0) or 0.0 (time limits are the wrappers' job);
+    ``State.metrics`` holds the reward terms by Gymnasium's ``info`` names.
+
+    Attributes:
+      mj_model: the compiled ``mujoco.MjModel`` after the profile's changes
+        (CPU side, for rendering and reference runs).
+      physics: the profile name, ``"fast"`` or ``"faithful"``.
+      physics_changes: the `physics.Change`s applied for that profile.
+      episode_length: Gymnasium's ``max_episode_steps``.
+      dt: seconds per env step (``timestep * frame_skip``).
+    """
+
+    xml_file: ClassVar[str]
+    frame_skip: ClassVar[int]
+    episode_length: ClassVar[int] = 1000
+    physics_profiles: ClassVar[Mapping[str, tuple[physics_lib.Change, ...]]] = {"fast": (), "faithful": ()}
+    # cfrc_ext is only computed (rne_postconstraint) for tasks that read it.
+    uses_contact_forces: ClassVar[bool] = False
+    # Gymnasium's default_camera_config for the task; the runners that
+    # Gymnasium films with a fixed camera track their torso here instead.
+    camera_config: ClassVar[dict[str, Any]] = {}
+
+    def __init__(self, physics: str = physics_lib.DEFAULT_PROFILE, frame_skip: int | None = None):
+        self.physics = physics_lib.validate_profile(physics)
+        self.physics_changes = tuple(self.physics_profiles[physics])
+        self.mj_model = load_model(self.xml_file, self.physics_changes)
+        if frame_skip is not None:
+            self.frame_skip = int(frame_skip)
+        # impl="jax": the JAX implementation runs on every backend and is the
+        # one that provides rne_postconstraint; never pick Warp implicitly.
+        sys = mjx.put_model(self.mj_model, impl="jax")
+        super().__init__(sys=sys, backend="mjx", n_frames=self.frame_skip)
+        low, high = self.mj_model.actuator_ctrlrange.T
+        self.ctrl_low = np.asarray(low, np.float32)
+        self.ctrl_high = np.asarray(high, np.float32)
+        self.init_qpos = jnp.asarray(self.mj_model.qpos0, jnp.float32)
+        self.init_qvel = jnp.zeros(self.mj_model.nv, jnp.float32)
+
+    # -- task interface -----------------------------------------------------
+
+    def initial_state(self, rng: jax.Array) -> tuple[jax.Array, jax.Array]:
+        raise NotImplementedError
+
+    def observation(self, data: mjx.Data) -> jax.Array:
+        raise NotImplementedError
+
+    def reward(self, before: mjx.Data, after: mjx.Data, ctrl: jax.Array) -> tuple[jax.Array, jax.Array, Metrics]:
+        raise NotImplementedError
+
+    # -- brax interface -----------------------------------------------------
+
+    def reset(self, rng: jax.Array) -> State:
+        return self.state_from(*self.initial_state(rng))
+
+    def state_from(self, qpos: jax.Array, qvel: jax.Array) -> State:
+        """The `State` at a given (qpos (nq,), qvel (nv,)): Gymnasium's ``set_state``.
+
+        Like a reset, but to a chosen configuration (tests, evaluation from
+        fixed start states).
+        """
+        data = self.pipeline_init(jnp.asarray(qpos, jnp.float32), jnp.asarray(qvel, jnp.float32))
+        # Reset metrics: zeros with exactly the keys step() returns, so the
+        # state is one pytree structure across reset and step (scan-able).
+        _, _, shapes = jax.eval_shape(self.reward, data, data, jnp.zeros(self.action_size))
+        metrics = {k: jnp.zeros(v.shape, v.dtype) for k, v in shapes.items()}
+        zero = jnp.zeros((), jnp.float32)
+        return State(pipeline_state=data, obs=self.observation(data), reward=zero, done=zero, metrics=metrics, info={})
+
+    def step(self, state: State, action: jax.Array) -> State:
+        ctrl = self.scale_action(action)
+        before = state.pipeline_state
+        after = self.pipeline_step(before, ctrl)
+        reward, terminated, metrics = self.reward(before, after, ctrl)
+        return state.replace(
+            pipeline_state=after,
+            obs=self.observation(after),
+            reward=reward.astype(jnp.float32),
+            done=terminated.astype(jnp.float32),
+            metrics=metrics,
+        )
+
+    def pipeline_init(self, q: jax.Array, qd: jax.Array, act: Any = None, ctrl: Any = None) -> mjx.Data:
+        """``mjx.Data`` at (q, qd) after ``mj_forward``, like Gymnasium's ``set_state``."""
+        data = mjx.make_data(self.sys, impl="jax").replace(qpos=q, qvel=qd)
+        data = mjx.forward(self.sys, data)
+        # MJX's kinematics writes normalised free-joint quaternions back into
+        # qpos; C MuJoCo leaves qpos as given, so Gymnasium's reset observation
+        # shows the noisy, unnormalised quaternion. Keep qpos as given, too.
+        return data.replace(qpos=q)
+
+    def pipeline_step(self, pipeline_state: mjx.Data, action: jax.Array) -> mjx.Data:
+        """``frame_skip`` MJX steps with control ``action`` (actuator space)."""
+        data = pipeline_state.replace(ctrl=action)
+        data = jax.lax.scan(lambda d, _: (mjx.step(self.sys, d), None), data, (), self.frame_skip)[0]
+        if self.uses_contact_forces:
+            # Gymnasium calls mj_rnePostConstraint after the substeps; C MuJoCo
+            # (and MJX) leave cfrc_ext stale otherwise.
+            data = mjx.rne_postconstraint(self.sys, data)
+        return data
+
+    def scale_action(self, action: jax.Array) -> jax.Array:
+        """[-1, 1]^nu -> actuator ctrlrange (what Gymnasium's ``step`` receives)."""
+        return scale_action(action, self.ctrl_low, self.ctrl_high)
+
+    @property
+    def dt(self) -> float:
+        return float(self.mj_model.opt.timestep) * self.frame_skip
+
+    @property
+    def action_size(self) -> int:
+        return int(self.mj_model.nu)
+
+    @functools.cached_property
+    def observation_size(self) -> int:
+        # Shape inference only: traces reset, compiles and runs nothing.
+        return int(jax.eval_shape(self.reset, jax.random.PRNGKey(0)).obs.shape[-1])
+
+    def body_id(self, name: str) -> int:
+        return int(mujoco.mj_name2id(self.mj_model, mujoco.mjtObj.mjOBJ_BODY, name))
+
+    def render(self, trajectory, height: int = 240, width: int = 320, camera: str | int | None = None):
+        """Frames (T, H, W, 3) uint8 of a sequence of states; see `envs.render`."""
+        from mjx_dacer.envs.render import render
+
+        return render(self, trajectory, height=height, width=width, camera=camera)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(physics={self.physics!r})"

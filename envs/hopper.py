@@ -1,0 +1,88 @@
+"""Hopper-v5 (gymnasium/envs/mujoco/hopper_v5.py) on MJX.
+
+Model: gymnasium's ``hopper.xml``; RK4, timestep 0.002, frame_skip 4 (dt 0.008).
+Observation (11): qpos[1:] (5), clip(qvel, -10, 10) (6).
+Reward: forward_reward_weight * x_velocity + healthy_reward - ctrl_cost_weight * |ctrl|^2.
+Terminates when unhealthy: any of qpos[2:], qvel outside (-100, 100), z <= 0.7,
+or the torso angle outside (-0.2, 0.2). Reset: qpos0 and zero velocity plus U(+-0.005).
+
+Physics changes (see `envs.physics`):
+  faithful: none.
+  fast: opt.iterations = 4, opt.ls_iterations = 8 (solver caps).
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from mjx_dacer.envs import base
+from mjx_dacer.envs import physics as physics_lib
+
+
+class Hopper(base.MujocoTask):
+    xml_file = "hopper.xml"
+    frame_skip = 4
+    episode_length = 1000
+    camera_config = {"trackbodyid": 2, "distance": 3.0, "lookat": (0.0, 0.0, 1.15), "elevation": -20.0}
+    physics_profiles = {"faithful": (), "fast": physics_lib.solver_caps(4, 8)}
+
+    def __init__(
+        self,
+        physics: str = physics_lib.DEFAULT_PROFILE,
+        forward_reward_weight: float = 1.0,
+        ctrl_cost_weight: float = 1e-3,
+        healthy_reward: float = 1.0,
+        terminate_when_unhealthy: bool = True,
+        healthy_state_range: tuple[float, float] = (-100.0, 100.0),
+        healthy_z_range: tuple[float, float] = (0.7, float("inf")),
+        healthy_angle_range: tuple[float, float] = (-0.2, 0.2),
+        reset_noise_scale: float = 5e-3,
+        exclude_current_positions_from_observation: bool = True,
+    ):
+        self.forward_reward_weight = forward_reward_weight
+        self.ctrl_cost_weight = ctrl_cost_weight
+        self.healthy_reward = healthy_reward
+        self.terminate_when_unhealthy = terminate_when_unhealthy
+        self.healthy_state_range = healthy_state_range
+        self.healthy_z_range = healthy_z_range
+        self.healthy_angle_range = healthy_angle_range
+        self.reset_noise_scale = reset_noise_scale
+        self.exclude_current_positions_from_observation = exclude_current_positions_from_observation
+        super().__init__(physics)
+
+    def initial_state(self, rng):
+        k_pos, k_vel = jax.random.split(rng)
+        qpos = self.init_qpos + base.uniform(k_pos, self.init_qpos.shape, self.reset_noise_scale)
+        qvel = self.init_qvel + base.uniform(k_vel, self.init_qvel.shape, self.reset_noise_scale)
+        return qpos, qvel
+
+    def observation(self, data):
+        position = data.qpos[1:] if self.exclude_current_positions_from_observation else data.qpos
+        return jnp.concatenate([position, jnp.clip(data.qvel, -10.0, 10.0)])
+
+    def is_healthy(self, data):
+        z, angle = data.qpos[1], data.qpos[2]
+        state = jnp.concatenate([data.qpos[2:], data.qvel])
+        return (
+            jnp.all(base.in_open_range(state, self.healthy_state_range))
+            & base.in_open_range(z, self.healthy_z_range)
+            & base.in_open_range(angle, self.healthy_angle_range)
+        )
+
+    def reward(self, before, after, ctrl):
+        x_velocity = (after.qpos[0] - before.qpos[0]) / self.dt
+        healthy = self.is_healthy(after)
+        forward = self.forward_reward_weight * x_velocity
+        survive = self.healthy_reward * healthy
+        ctrl_cost = self.ctrl_cost_weight * jnp.sum(jnp.square(ctrl))
+        terminated = jnp.logical_and(~healthy, self.terminate_when_unhealthy)
+        metrics = {
+            "x_position": after.qpos[0],
+            "z_distance_from_origin": after.qpos[1] - self.init_qpos[1],
+            "x_velocity": x_velocity,
+            "reward_forward": forward,
+            "reward_ctrl": -ctrl_cost,
+            "reward_survive": survive.astype(jnp.float32),
+        }
+        return forward + survive - ctrl_cost, terminated, metrics

@@ -1,0 +1,142 @@
+"""Offline rendering of MJX trajectories with MuJoCo's own renderer.
+
+`render` rebuilds a CPU ``mujoco.MjData`` from each state's qpos/qvel
+(``mj_forward``) and draws it with ``mujoco.Renderer``; `write_video` saves
+the frames as MP4 (imageio + imageio-ffmpeg) or GIF (imageio / Pillow).
+
+Headless machines need an OpenGL backend chosen *before* mujoco is
+imported: ``MUJOCO_GL=egl`` (NVIDIA GPUs, or Mesa's libEGL on CPUs) or
+``MUJOCO_GL=osmesa`` (libosmesa6). `mjx_dacer.envs` picks ``egl`` on Linux
+when no display and no ``MUJOCO_GL`` is set. Without a working backend,
+`render` raises `RenderError` saying what to install or set.
+"""
+
+from __future__ import annotations
+
+import os
+import pathlib
+from typing import Any, Sequence
+
+import jax
+import mujoco
+import numpy as np
+
+
+class RenderError(RuntimeError):
+    """No OpenGL backend could create a rendering context."""
+
+
+def render(
+    env: Any,
+    states: Any,
+    height: int = 240,
+    width: int = 320,
+    camera: str | int | None = None,
+) -> np.ndarray:
+    """Draws each state of a trajectory.
+
+    Args:
+      env: a MuJoCo task from `mjx_dacer.envs.make` (or a wrapper around one).
+      states: brax ``State``s or ``mjx.Data``: a sequence of unbatched ones, or
+        one whose leaves carry a leading time axis (e.g. stacked by ``lax.scan``).
+      height, width: frame size in pixels.
+      camera: a camera name or id of the model; default: the task's
+        ``camera_config`` (a free camera, tracking the body when the task says so).
+
+    Returns:
+      uint8 array (T, height, width, 3).
+    """
+    env = env.unwrapped
+    model = getattr(env, "mj_model", None)
+    if model is None:
+        raise ValueError(f"{env!r} has no MuJoCo model to render (MultiGoal is plain JAX)")
+    qpos, qvel = _trajectory(states)
+    data = mujoco.MjData(model)
+    renderer = _renderer(model, height, width)
+    view = camera if camera is not None else _free_camera(model, getattr(env, "camera_config", {}))
+    frames = np.empty((len(qpos), height, width, 3), np.uint8)
+    try:
+        for t, (q, v) in enumerate(zip(qpos, qvel)):
+            data.qpos[:], data.qvel[:] = q, v
+            mujoco.mj_forward(model, data)
+            renderer.update_scene(data, camera=view)
+            frames[t] = renderer.render()
+    finally:
+        renderer.close()
+    return frames
+
+
+def write_video(frames: np.ndarray | Sequence[np.ndarray], path: str | os.PathLike, fps: float = 30.0) -> pathlib.Path:
+    """Writes (T, H, W, 3) uint8 frames to ``path``; the suffix picks the format.
+
+    ``.mp4`` needs the ``imageio-ffmpeg`` package; ``.gif`` works with
+    imageio's Pillow plugin alone. fps: frames per second (``1 / env.dt``
+    plays in real time).
+    """
+    import imageio.v3 as iio
+
+    path = pathlib.Path(path)
+    frames = np.asarray(frames, np.uint8)
+    suffix = path.suffix.lower()
+    if suffix == ".gif":
+        # GIF stores per-frame durations in milliseconds.
+        iio.imwrite(path, frames, extension=".gif", duration=1000.0 / fps, loop=0)
+    elif suffix == ".mp4":
+        try:
+            import imageio_ffmpeg  # noqa: F401
+        except ImportError as err:
+            raise RuntimeError("MP4 needs `pip install imageio-ffmpeg`; or write a .gif") from err
+        iio.imwrite(path, frames, extension=".mp4", fps=fps, codec="libx264", macro_block_size=1)
+    else:
+        raise ValueError(f"unsupported video format {suffix!r}: use .mp4 or .gif")
+    return path
+
+
+def _trajectory(states: Any) -> tuple[np.ndarray, np.ndarray]:
+    """(T, nq), (T, nv) float64 from states or data, stacked or in a sequence."""
+    if isinstance(states, (list, tuple)):
+        pairs = [_qpos_qvel(s) for s in states]
+        qpos, qvel = np.stack([p for p, _ in pairs]), np.stack([v for _, v in pairs])
+    else:
+        qpos, qvel = _qpos_qvel(states)
+    if qpos.ndim == 1:
+        qpos, qvel = qpos[None], qvel[None]
+    if qpos.ndim != 2:
+        raise ValueError(f"expected one trajectory, got qpos of shape {qpos.shape}; index the batch first")
+    return qpos.astype(np.float64), qvel.astype(np.float64)
+
+
+def _qpos_qvel(state: Any) -> tuple[np.ndarray, np.ndarray]:
+    data = getattr(state, "pipeline_state", state)
+    qpos, qvel = jax.device_get((data.qpos, data.qvel))
+    return np.asarray(qpos), np.asarray(qvel)
+
+
+def _renderer(model: mujoco.MjModel, height: int, width: int) -> mujoco.Renderer:
+    # The offscreen buffer must hold the frame; Gymnasium enlarges it the same way.
+    model.vis.global_.offwidth = max(model.vis.global_.offwidth, width)
+    model.vis.global_.offheight = max(model.vis.global_.offheight, height)
+    try:
+        return mujoco.Renderer(model, height, width)
+    except Exception as err:  # the GL backends raise assorted types
+        backend = os.environ.get("MUJOCO_GL", "<unset: glfw, needs a display>")
+        raise RenderError(
+            f"no OpenGL context for MuJoCo (MUJOCO_GL={backend}): {type(err).__name__}: {err}. "
+            "Headless: set MUJOCO_GL=egl (NVIDIA driver or Mesa's libegl1 + libgl1-mesa-dri) or "
+            "MUJOCO_GL=osmesa (libosmesa6) before importing mujoco."
+        ) from err
+
+
+def _free_camera(model: mujoco.MjModel, config: dict[str, Any]) -> mujoco.MjvCamera:
+    """A camera from a Gymnasium-style ``default_camera_config`` dict."""
+    cam = mujoco.MjvCamera()
+    mujoco.mjv_defaultFreeCamera(model, cam)
+    for key, value in config.items():
+        if key == "trackbodyid":
+            cam.type = mujoco.mjtCamera.mjCAMERA_TRACKING if value >= 0 else mujoco.mjtCamera.mjCAMERA_FREE
+            cam.trackbodyid = int(value)
+        elif key == "lookat":
+            cam.lookat[:] = value
+        else:
+            setattr(cam, key, value)
+    return cam

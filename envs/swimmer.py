@@ -1,0 +1,69 @@
+"""Swimmer-v5 (gymnasium/envs/mujoco/swimmer_v5.py) on MJX.
+
+Model: gymnasium's ``swimmer.xml`` (a viscous medium: density 4000,
+viscosity 0.1, MuJoCo's inertia-box fluid model, which MJX implements);
+RK4, timestep 0.01, frame_skip 4 (dt 0.04). Never terminates.
+Observation (8): qpos[2:] (3), qvel (5).
+Reward: forward_reward_weight * x_velocity - ctrl_cost_weight * |ctrl|^2.
+Reset: qpos0 and zero velocity plus U(+-0.1).
+
+Physics changes (see `envs.physics`):
+  faithful: none.
+  fast: opt.iterations = 4, opt.ls_iterations = 8 (solver caps; the only
+    constraints are the two joint limits).
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from mjx_dacer.envs import base
+from mjx_dacer.envs import physics as physics_lib
+
+
+class Swimmer(base.MujocoTask):
+    xml_file = "swimmer.xml"
+    frame_skip = 4
+    episode_length = 1000
+    camera_config = {"trackbodyid": 1, "distance": 4.0}
+    physics_profiles = {"faithful": (), "fast": physics_lib.solver_caps(4, 8)}
+
+    def __init__(
+        self,
+        physics: str = physics_lib.DEFAULT_PROFILE,
+        forward_reward_weight: float = 1.0,
+        ctrl_cost_weight: float = 1e-4,
+        reset_noise_scale: float = 0.1,
+        exclude_current_positions_from_observation: bool = True,
+    ):
+        self.forward_reward_weight = forward_reward_weight
+        self.ctrl_cost_weight = ctrl_cost_weight
+        self.reset_noise_scale = reset_noise_scale
+        self.exclude_current_positions_from_observation = exclude_current_positions_from_observation
+        super().__init__(physics)
+
+    def initial_state(self, rng):
+        k_pos, k_vel = jax.random.split(rng)
+        qpos = self.init_qpos + base.uniform(k_pos, self.init_qpos.shape, self.reset_noise_scale)
+        qvel = self.init_qvel + base.uniform(k_vel, self.init_qvel.shape, self.reset_noise_scale)
+        return qpos, qvel
+
+    def observation(self, data):
+        position = data.qpos[2:] if self.exclude_current_positions_from_observation else data.qpos
+        return jnp.concatenate([position, data.qvel])
+
+    def reward(self, before, after, ctrl):
+        xy_velocity = (after.qpos[:2] - before.qpos[:2]) / self.dt
+        forward = self.forward_reward_weight * xy_velocity[0]
+        ctrl_cost = self.ctrl_cost_weight * jnp.sum(jnp.square(ctrl))
+        metrics = {
+            "x_position": after.qpos[0],
+            "y_position": after.qpos[1],
+            "distance_from_origin": jnp.linalg.norm(after.qpos[:2]),
+            "x_velocity": xy_velocity[0],
+            "y_velocity": xy_velocity[1],
+            "reward_forward": forward,
+            "reward_ctrl": -ctrl_cost,
+        }
+        return forward - ctrl_cost, jnp.array(False), metrics

@@ -1,0 +1,80 @@
+"""Session-wide fixtures shared by the test suite.
+
+Environments: an MJX compile costs 15-70 s per task on a 2-core CPU, so each
+(task, physics profile) is compiled once per session, for one fixed batch
+size, and every test reuses it: `compiled_env(name, physics)` returns the
+env with jitted, vmapped ``state_from``, ``step`` and ``initial_state``.
+Gymnasium's C-MuJoCo environments (the fidelity reference) come from
+`gym_env(name)`, one per task.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable
+
+import jax
+import numpy as np
+import pytest
+
+# Imported first so that, on a headless Linux machine, MUJOCO_GL is chosen
+# before anything imports mujoco (rendering needs that).
+import mjx_dacer.envs as envs
+
+# Every compiled MJX function in the tests takes this many environments at
+# once: one compile per (task, profile), whatever the test.
+ENV_BATCH = 32
+MUJOCO_TASKS = tuple(n for n in envs.names() if n != "MultiGoal-v0")
+
+
+@dataclasses.dataclass
+class CompiledEnv:
+    """An env and its jitted, vmapped (batch ENV_BATCH) pure functions.
+
+    state_from: qpos (B, nq), qvel (B, nv) -> State      (Gymnasium's set_state)
+    step: State, action (B, nu) in [-1, 1] -> State
+    initial_state: keys (B, 2) -> qpos (B, nq), qvel (B, nv)   (reset distribution)
+    """
+
+    env: object
+    state_from: Callable
+    step: Callable
+    initial_state: Callable
+
+
+@pytest.fixture(scope="session")
+def compiled_env() -> Callable[[str, str], CompiledEnv]:
+    cache: dict[tuple[str, str], CompiledEnv] = {}
+
+    def get(name: str, physics: str) -> CompiledEnv:
+        if (name, physics) not in cache:
+            env = envs.make(name, physics=physics)
+            cache[name, physics] = CompiledEnv(
+                env=env,
+                state_from=jax.jit(jax.vmap(env.state_from)),
+                step=jax.jit(jax.vmap(env.step)),
+                initial_state=jax.jit(jax.vmap(env.initial_state)),
+            )
+        return cache[name, physics]
+
+    return get
+
+
+@pytest.fixture(scope="session")
+def gym_env() -> Callable[[str], object]:
+    """Gymnasium's own environment for a task name, unwrapped (no time limit)."""
+    import gymnasium
+
+    cache: dict[str, object] = {}
+
+    def get(name: str):
+        if name not in cache:
+            cache[name] = gymnasium.make(name).unwrapped
+        return cache[name]
+
+    return get
+
+
+@pytest.fixture
+def np_rng() -> np.random.Generator:
+    return np.random.default_rng(0)

@@ -1,0 +1,63 @@
+"""render / write_video: frames from states, GIF always, MP4 when imageio-ffmpeg is there."""
+
+from __future__ import annotations
+
+import jax
+import numpy as np
+import pytest
+
+import mjx_dacer.envs as envs
+from mjx_dacer.envs.render import RenderError
+
+
+@pytest.fixture(scope="module")
+def hopper_states():
+    """Three unjitted states of Hopper (no physics compile): reset, then moved by hand."""
+    env = envs.make("Hopper-v5")
+    state = env.reset(jax.random.PRNGKey(0))
+    data = state.pipeline_state
+    moved = [data.replace(qpos=data.qpos.at[0].add(0.1 * t)) for t in range(3)]
+    return env, [state.replace(pipeline_state=d) for d in moved]
+
+
+def _frames(env, states, **kwargs):
+    try:
+        return envs.render(env, states, **kwargs)
+    except RenderError as err:
+        pytest.skip(str(err))
+
+
+def test_render_sequence_and_stacked_states(hopper_states):
+    env, states = hopper_states
+    frames = _frames(env, states, height=64, width=80)
+    assert frames.shape == (3, 64, 80, 3) and frames.dtype == np.uint8
+    assert frames.std() > 0  # not a blank image
+    stacked = jax.tree.map(lambda *x: np.stack(x), *states)
+    np.testing.assert_array_equal(_frames(env, stacked, height=64, width=80), frames)
+    # Raw mjx.Data works too, and a named camera of the model.
+    assert _frames(env, [s.pipeline_state for s in states], height=32, width=32).shape == (3, 32, 32, 3)
+    assert _frames(env, states[:1], height=32, width=32, camera="track").shape == (1, 32, 32, 3)
+
+
+def test_render_rejects_multigoal():
+    env = envs.make("MultiGoal-v0")
+    with pytest.raises(ValueError, match="no MuJoCo model"):
+        envs.render(env, [env.reset(jax.random.PRNGKey(0))])
+
+
+def test_write_gif_and_mp4(tmp_path):
+    frames = np.random.default_rng(0).integers(0, 255, (4, 32, 48, 3), dtype=np.uint8)
+    gif = envs.write_video(frames, tmp_path / "clip.gif", fps=10)
+    assert gif.stat().st_size > 0
+    import imageio.v3 as iio
+
+    assert iio.imread(gif, index=None).shape[0] == 4
+    try:
+        import imageio_ffmpeg  # noqa: F401
+    except ImportError:
+        with pytest.raises(RuntimeError, match="imageio-ffmpeg"):
+            envs.write_video(frames, tmp_path / "clip.mp4", fps=10)
+    else:
+        assert envs.write_video(frames, tmp_path / "clip.mp4", fps=10).stat().st_size > 0
+    with pytest.raises(ValueError, match="unsupported video format"):
+        envs.write_video(frames, tmp_path / "clip.avi")

@@ -1,0 +1,380 @@
+"""The policy artifact (`mjx_dacer.policy`) and `mjx-dacer eval` (`mjx_dacer.evaluation_cli`).
+
+No training run: the artifact is written from freshly initialised networks
+(tiny ones), which is all the save/load path needs; the eval CLI is exercised
+end to end in a subprocess on an untrained Hopper policy, in MJX and in
+Gymnasium's C-MuJoCo env.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import subprocess
+import sys
+import textwrap
+from types import SimpleNamespace
+
+import jax
+import numpy as np
+import pytest
+import yaml
+
+from mjx_dacer import policy as policy_lib
+from mjx_dacer.config import Config, to_dict
+from mjx_dacer.dacer import DACER
+from mjx_dacer.policy import load_policy, read_artifact, save_policy
+
+# Hopper-v5's sizes (Gymnasium's defaults); asserted against Gymnasium in the CLI test's fixture.
+OBS, ACT = 11, 3
+RUNS = 2
+TINY = dict(hidden_sizes=(8, 8), critic_hidden_sizes=(8, 8), diffusion_steps=2)
+
+
+def tiny_config(env: str = "Hopper-v5") -> Config:
+    return Config(env=env, **TINY)
+
+
+def init_batch(config: Config, obs_size: int, action_size: int, runs: int = RUNS, seed: int = 0):
+    """(agent, DacerState-shaped batch with leading axis `runs`) of the agent's policy.
+
+    The structure, shapes and dtypes are the agent's own (`jax.eval_shape` of
+    `DACER.init`, vmapped); the values are random numpy draws instead of the
+    initialiser's: compiling even the tiny `init` costs 5-10 s on the CI CPU,
+    and any finite values serve a save/load test.
+    """
+    agent = DACER.from_config(config, obs_size, action_size)
+    shapes = jax.eval_shape(jax.vmap(agent.init), jax.random.split(jax.random.PRNGKey(seed), runs))
+    rng = np.random.default_rng(seed)
+    params = jax.tree.map(lambda x: (0.5 * rng.standard_normal(x.shape)).astype(x.dtype), shapes.policy_params)
+    # Distinct log_alpha per run, so that picking the wrong run shows.
+    log_alpha = np.log(config.initial_alpha).astype(np.float32) + np.arange(runs, dtype=np.float32)
+    return agent, SimpleNamespace(policy_params=params, log_alpha=log_alpha)
+
+
+def write_artifact(path, config, state, iteration=5, **kwargs):
+    n = state.log_alpha.shape[0]
+    return save_policy(path, config, state.policy_params, state.log_alpha, [f"point{i}" for i in range(n)],
+                       list(range(10, 10 + n)), iteration, **kwargs)
+
+
+def run_params(state, run):
+    return jax.tree.map(lambda x: np.asarray(x[run]), state.policy_params)
+
+
+@pytest.fixture(scope="module")
+def hopper_batch():
+    config = tiny_config()
+    agent, state = init_batch(config, OBS, ACT)
+    return config, agent, state
+
+
+@pytest.fixture
+def artifact(tmp_path, hopper_batch):
+    config, _, state = hopper_batch
+    return write_artifact(tmp_path / "run" / "policy.msgpack", config, state)
+
+
+def one_line(err: Exception) -> str:
+    message = str(err)
+    assert message and "\n" not in message, message
+    return message
+
+
+# ----------------------------------------------------------------- round trip
+def test_round_trip_restores_params_bit_exactly_and_the_metadata(artifact, hopper_batch):
+    config, _, state = hopper_batch
+    body = read_artifact(artifact)
+    assert body["config"] == config and body["num_runs"] == RUNS
+    assert (body["obs_size"], body["action_size"]) == (OBS, ACT)
+    for saved, original in zip(jax.tree.leaves(body["policy_params"]), jax.tree.leaves(state.policy_params)):
+        assert saved.dtype == original.dtype and np.array_equal(saved, np.asarray(original))
+    np.testing.assert_array_equal(body["log_alpha"], np.asarray(state.log_alpha))
+    np.testing.assert_array_equal(body["noise_scale"], np.full(RUNS, config.noise_scale, np.float32))
+
+    for run in range(RUNS):
+        policy = load_policy(artifact.parent, run=run)  # a run directory works as well as the file
+        assert (policy.run, policy.num_runs, policy.label, policy.seed, policy.iteration) == (
+            run, RUNS, f"point{run}", 10 + run, 5)
+        assert policy.env_name == "Hopper-v5" and policy.config == config
+        for got, want in zip(jax.tree.leaves(policy.params.network), jax.tree.leaves(run_params(state, run))):
+            assert np.array_equal(np.asarray(got), want)
+        assert float(policy.params.log_alpha) == float(state.log_alpha[run])
+
+
+def test_actions_equal_deterministic_action_on_the_same_key_sequence(artifact, hopper_batch):
+    _, agent, state = hopper_batch
+    obs = np.random.default_rng(0).normal(size=(5, OBS)).astype(np.float32)
+    policy = load_policy(artifact, run=1, seed=3)
+    batch_action = policy(obs)  # (N, S) -> (N, A)
+    single_action = policy(obs[0])  # (S,) -> (A,)
+    assert batch_action.shape == (5, ACT) and single_action.shape == (ACT,)
+    assert batch_action.dtype == np.float32 and isinstance(batch_action, np.ndarray)
+
+    # Each call: key -> (next key, chain key).
+    key = jax.random.PRNGKey(3)
+    key, chain_key = jax.random.split(key)
+    expected_batch = agent.deterministic_action(run_params(state, 1), obs, chain_key)
+    _, chain_key = jax.random.split(key)
+    expected_single = agent.deterministic_action(run_params(state, 1), obs[:1], chain_key)[0]
+    np.testing.assert_allclose(batch_action, expected_batch, atol=1e-5)
+    np.testing.assert_allclose(single_action, expected_single, atol=1e-5)
+    for a in (batch_action, single_action):
+        assert np.all(np.abs(a) <= 1.0)
+
+    # The key advances: the same observation twice gives another chain sample.
+    assert not np.allclose(policy(obs), batch_action)
+    # A fresh policy with the same seed replays the same actions; run 0 has other params.
+    np.testing.assert_array_equal(load_policy(artifact, run=1, seed=3)(obs), batch_action)
+    assert not np.allclose(load_policy(artifact, run=0, seed=3)(obs), batch_action)
+
+
+def test_behaviour_noise_when_not_deterministic(artifact, hopper_batch):
+    _, agent, state = hopper_batch
+    obs = np.random.default_rng(1).normal(size=(64, OBS)).astype(np.float32)
+    noisy = load_policy(artifact, run=1, deterministic=False, seed=7)(obs)
+    plain = load_policy(artifact, run=1, deterministic=True, seed=7)(obs)
+    assert noisy.shape == plain.shape == (64, ACT) and np.all(np.abs(noisy) <= 1.0)
+    assert not np.allclose(noisy, plain, atol=1e-3)
+    _, chain_key = jax.random.split(jax.random.PRNGKey(7))
+    expected = agent.behaviour_action(run_params(state, 1), obs, chain_key, state.log_alpha[1],
+                                      tiny_config().noise_scale)
+    np.testing.assert_allclose(noisy, expected, atol=1e-5)
+
+
+def test_noise_scale_per_run_is_stored(tmp_path, hopper_batch):
+    config, _, state = hopper_batch
+    path = write_artifact(tmp_path / "policy.msgpack", config, state, noise_scale=np.array([0.05, 0.2]))
+    assert [float(load_policy(path, run=r).params.noise_scale) for r in range(RUNS)] == pytest.approx([0.05, 0.2])
+
+
+# --------------------------------------------------------------------- errors
+def test_load_errors_are_one_line_value_errors(tmp_path, artifact):
+    with pytest.raises(ValueError, match="no such file") as e:
+        load_policy(tmp_path / "nowhere")
+    one_line(e.value)
+    (tmp_path / "empty_run").mkdir()
+    with pytest.raises(ValueError, match="holds no policy.msgpack") as e:
+        load_policy(tmp_path / "empty_run")
+    one_line(e.value)
+
+    data = artifact.read_bytes()
+    bad_files = {
+        "config.yaml": yaml.safe_dump({"env": "Hopper-v5"}).encode(),
+        "random.bin": np.random.default_rng(0).bytes(4096),
+        "truncated.msgpack": data[: len(data) // 2],
+        "flipped.msgpack": data[: len(data) // 2] + bytes([data[len(data) // 2] ^ 0xFF]) + data[len(data) // 2 + 1:],
+    }
+    for name, content in bad_files.items():
+        (tmp_path / name).write_bytes(content)
+        with pytest.raises(ValueError, match="not an mjx_dacer policy artifact|damaged") as e:
+            load_policy(tmp_path / name)
+        one_line(e.value)
+
+    for run in (RUNS, -1):
+        with pytest.raises(ValueError, match=rf"run {run} is out of range: .* holds {RUNS} run\(s\)") as e:
+            load_policy(artifact, run=run)
+        one_line(e.value)
+
+    policy = load_policy(artifact)
+    for obs in (np.zeros(OBS + 1), np.zeros((2, OBS - 1)), np.zeros((1, 2, OBS)), np.zeros(())):
+        with pytest.raises(ValueError, match=rf"expects \({OBS},\) or \(N, {OBS}\)") as e:
+            policy(obs)
+        one_line(e.value)
+
+
+def test_save_rejects_inconsistent_inputs(tmp_path, hopper_batch):
+    config, _, state = hopper_batch
+    path = tmp_path / "policy.msgpack"
+    with pytest.raises(ValueError, match="batch sizes disagree"):
+        save_policy(path, config, state.policy_params, state.log_alpha, ["a"], [0, 1], 0)
+    with pytest.raises(ValueError, match="do not match the config's network"):
+        save_policy(path, config.replace(hidden_sizes=[16]), state.policy_params, state.log_alpha, ["a", "b"],
+                    [0, 1], 0)
+    assert not path.exists() and not list(tmp_path.iterdir())
+
+
+# ------------------------------------------------------------------ atomicity
+def test_a_failed_write_keeps_the_previous_artifact(tmp_path, hopper_batch, monkeypatch):
+    config, _, state = hopper_batch
+    path = write_artifact(tmp_path / "policy.msgpack", config, state, iteration=1)
+    before = path.read_bytes()
+
+    def crash(*args, **kwargs):
+        raise OSError("disk full")
+
+    for target in ("replace", "fsync"):  # the rename fails / the data never reaches the disk
+        with monkeypatch.context() as m:
+            m.setattr(policy_lib.os, target, crash)
+            with pytest.raises(OSError, match="disk full"):
+                write_artifact(path, config, state, iteration=2)
+        assert path.read_bytes() == before
+        assert load_policy(path).iteration == 1
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["policy.msgpack"]  # no temp file left
+
+
+def test_a_process_killed_mid_save_leaves_the_previous_artifact(tmp_path, hopper_batch):
+    """A hard kill (no cleanup runs) just before the rename: the old file stays the valid one."""
+    config, _, state = hopper_batch
+    path = write_artifact(tmp_path / "policy.msgpack", config, state, iteration=1)
+    before = path.read_bytes()
+    script = textwrap.dedent(f"""
+        import os
+        from mjx_dacer.policy import read_artifact, save_policy
+        old = read_artifact({str(path)!r})
+        os.replace = lambda *a: os._exit(9)
+        save_policy({str(path)!r}, old["config"], old["policy_params"], old["log_alpha"], ["a", "b"], [0, 1], 2)
+    """)
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 9, out.stderr
+    assert path.read_bytes() == before and load_policy(path).iteration == 1
+    leftovers = [p for p in tmp_path.iterdir() if p != path]
+    assert leftovers and all(p.name.startswith(".policy.msgpack.") for p in leftovers)
+    # What a crash during the write itself would leave: a partial file, which is rejected.
+    partial = leftovers[0].read_bytes()
+    (tmp_path / "partial.msgpack").write_bytes(partial[: len(partial) - 100])
+    with pytest.raises(ValueError, match="not an mjx_dacer policy artifact|damaged"):
+        load_policy(tmp_path / "partial.msgpack")
+
+
+# ------------------------------------------------------------------- eval CLI
+def _cli_has_eval() -> bool:
+    # Read, not imported: building the whole parser imports every subcommand's module.
+    import mjx_dacer.cli
+
+    with open(mjx_dacer.cli.__file__) as f:
+        return "evaluation_cli" in f.read()
+
+
+def eval_cli(*args):
+    """`mjx-dacer eval ...` in a subprocess (the stand-alone module until cli.py wires the subcommand)."""
+    entry = ["-m", "mjx_dacer.cli", "eval"] if _cli_has_eval() else ["-m", "mjx_dacer.evaluation_cli"]
+    return subprocess.run([sys.executable, *entry, *map(str, args)], capture_output=True, text=True, timeout=900)
+
+
+@pytest.fixture(scope="module")
+def run_dirs(tmp_path_factory):
+    """Run directories (config.yaml + policy.msgpack) of untrained 2-seed Hopper-v5 and MultiGoal-v0 runs."""
+    import gymnasium
+
+    gym = gymnasium.make("Hopper-v5")
+    assert gym.observation_space.shape == (OBS,) and gym.action_space.shape == (ACT,)
+    gym.close()
+    dirs = {}
+    for env, sizes in (("Hopper-v5", (OBS, ACT)), ("MultiGoal-v0", (2, 2))):
+        config = tiny_config(env)
+        _, state = init_batch(config, *sizes)
+        run_dir = tmp_path_factory.mktemp(env)
+        (run_dir / "config.yaml").write_text(yaml.safe_dump({**to_dict(config), "seeds": [0, 1], "grid": [{}]}))
+        write_artifact(run_dir / "policy.msgpack", config, state, iteration=0)
+        dirs[env] = run_dir
+    return dirs
+
+
+def _table_row(stdout: str, backend: str) -> dict[str, float]:
+    line = next(ln for ln in stdout.splitlines() if ln.startswith(backend + " "))
+    m = re.match(rf"{backend}\s+(\d+)\s+(\S+) \+- (\S+)\s+(\S+)\s+(\S+)\s+(\S+)$", line)
+    assert m, line
+    keys = ("episodes", "mean", "std", "min", "max", "length")
+    return dict(zip(keys, map(float, m.groups())))
+
+
+def test_eval_runs_both_backends_with_similar_returns(run_dirs, tmp_path):
+    video = tmp_path / "hopper.gif"
+    out = eval_cli(run_dirs["Hopper-v5"], "--backend", "both", "--episodes", 2, "--run", 1, "--video", video)
+    assert out.returncode == 0, out.stderr
+    assert "mjx backend" in out.stdout and "gymnasium backend" in out.stdout
+    mjx, gym = _table_row(out.stdout, "mjx"), _table_row(out.stdout, "gymnasium")
+    for row in (mjx, gym):
+        assert row["episodes"] == 2
+        assert all(math.isfinite(v) for v in row.values()), row
+        assert row["min"] <= row["mean"] <= row["max"]
+        # An untrained Hopper falls over within a few dozen steps, in either simulator.
+        assert 1 <= row["length"] < 200, row
+        assert 0 < row["mean"] < 200, row
+    # Same order of magnitude: ~1 healthy reward per step until the fall, in both.
+    assert 0.2 < mjx["mean"] / gym["mean"] < 5.0, (mjx, gym)
+    # The video is written, or (no OpenGL here) skipped with a one-line warning.
+    assert (video.is_file() and video.stat().st_size > 0) or "warning: no video" in out.stdout, out.stdout
+
+
+def test_eval_gymnasium_backend_of_multigoal_is_a_clear_error(run_dirs):
+    out = eval_cli(run_dirs["MultiGoal-v0"], "--backend", "gymnasium")
+    assert out.returncode == 2
+    assert "MultiGoal-v0 has no Gymnasium counterpart" in out.stderr and "--backend mjx" in out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1 and "Traceback" not in out.stderr, out.stderr
+
+
+@pytest.mark.parametrize(
+    "args, fragment",
+    [
+        (["--run", 5], "run 5 is out of range"),
+        (["--episodes", 0], "--episodes must be >= 1"),
+        (["--video", "out.avi"], "use a .mp4 or .gif"),
+    ],
+)
+def test_eval_bad_arguments_are_one_line_errors(run_dirs, args, fragment):
+    """In-process through `run`, as the CLI calls it: ConfigError with a one-line message."""
+    import argparse
+
+    from mjx_dacer import evaluation_cli
+    from mjx_dacer.config import ConfigError
+
+    parser = argparse.ArgumentParser()
+    evaluation_cli.add_arguments(parser)
+    parsed = parser.parse_args([str(run_dirs["MultiGoal-v0"]), *map(str, args)])
+    with pytest.raises(ConfigError, match=re.escape(fragment)) as e:
+        evaluation_cli.run(parsed)
+    one_line(e.value)
+
+
+def test_eval_of_a_directory_without_a_policy(tmp_path):
+    out = eval_cli(tmp_path)
+    assert out.returncode == 2 and "holds no policy.msgpack" in out.stderr, out.stderr
+
+
+def test_eval_multigoal_mjx_all_runs(run_dirs):
+    out = eval_cli(run_dirs["MultiGoal-v0"], "--episodes", 3, "--all-runs")
+    assert out.returncode == 0, out.stderr
+    assert "gymnasium backend" not in out.stdout  # no Gymnasium version: mjx alone by default
+    rows = [ln.split() for ln in out.stdout.splitlines() if re.match(r"^[01]\s+point[01]\s", ln)]
+    assert [r[:4] for r in rows] == [["0", "point0", "10", "mjx"], ["1", "point1", "11", "mjx"]], out.stdout
+    assert all(math.isfinite(float(r[5])) for r in rows)
+
+
+def test_format_table_lines_up():
+    from mjx_dacer.evaluation_cli import Result, format_table
+
+    table = format_table([Result(0, "default", 0, "mjx", np.array([1.0, 3.0]), np.array([10, 20])),
+                          Result(0, "default", 0, "gymnasium", np.array([2.0]), np.array([5]))])
+    lines = table.splitlines()
+    assert lines[0].split()[:3] == ["backend", "episodes", "return"]
+    assert "2.00 +- 1.00" in lines[2] and lines[3].startswith("gymnasium")
+    column = lines[0].index("episodes")  # every row's second cell starts under its header
+    assert lines[2][column] == "2" and lines[3][column] == "1" and lines[2][column - 1] == " "
+
+
+def test_gymnasium_backend_scales_actions_like_the_mjx_tasks(monkeypatch):
+    """Pusher's actuators range over [-2, 2]: the [-1, 1] action must be mapped as `envs.base.scale_action` does."""
+    import gymnasium
+
+    from mjx_dacer.envs.base import scale_action
+    from mjx_dacer.evaluation_cli import gymnasium_rollout
+
+    sent = []
+
+    class Recorder(gymnasium.Wrapper):
+        def step(self, action):
+            sent.append(np.array(action))
+            return super().step(action)
+
+    real_make = gymnasium.make
+    monkeypatch.setattr(gymnasium, "make", lambda name, **kw: Recorder(real_make(name, **kw)))
+    action = np.array([0.5, -1.5, 1.0, 0.0, -0.25, 2.0, -1.0], np.float32)  # out-of-range entries get clipped
+    returns, lengths = gymnasium_rollout(lambda obs: action, "Pusher-v5", num_episodes=1, seed=0)
+    assert lengths.tolist() == [100] and np.isfinite(returns).all()  # Gymnasium's TimeLimit for Pusher
+    low, high = real_make("Pusher-v5").unwrapped.model.actuator_ctrlrange.T
+    assert np.all(high - low > 2.0)  # not the identity map
+    np.testing.assert_allclose(sent[0], np.asarray(scale_action(action, low, high)), rtol=1e-6)
+    assert len(sent) == 100
