@@ -1,4 +1,4 @@
-"""`mjx-dacer`: train, sweep and benchmark DACER from the command line.
+"""`mjx-dacer`: train, sweep, evaluate and benchmark DACER from the command line.
 
 Bad input (unknown task, preset or key, wrong type, out-of-range values, an
 existing run directory) is reported as one line on stderr with exit status 2.
@@ -22,6 +22,8 @@ EPILOG = """examples:
   mjx-dacer train --env Hopper-v5 --seeds 5
   mjx-dacer train --env Humanoid-v5 --seeds 5 --out runs/humanoid
   mjx-dacer sweep --env Hopper-v5 --grid lr_actor=1e-4,3e-4 --grid noise_scale=0.1,0.15 --seeds 3
+  mjx-dacer train --resume runs/humanoid
+  mjx-dacer eval runs/humanoid --episodes 10 --backend both --video humanoid.mp4
   mjx-dacer bench gmm
 """
 
@@ -74,7 +76,11 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--grid", action="append", default=[], required=True, metavar="KEY=V1,V2,...",
                        help="values of one hyperparameter (repeatable; the grid is their product)")
 
-    from mjx_dacer import bench
+    from mjx_dacer import bench, evaluation_cli
+
+    evaluate = sub.add_parser("eval", help="returns of a trained policy in MJX and in Gymnasium's C-MuJoCo env",
+                              description=evaluation_cli.DESCRIPTION)
+    evaluation_cli.add_arguments(evaluate)
 
     bench_parser = sub.add_parser("bench", help="speed benchmarks (gmm, envs, train)",
                                   description=bench.__doc__.splitlines()[0])
@@ -181,6 +187,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _run(args, [])
         if args.command == "sweep":
             return _run(args, args.grid)
+        if args.command == "eval":
+            from mjx_dacer import evaluation_cli
+
+            return evaluation_cli.run(args)
         if args.command == "bench":
             from mjx_dacer import bench
 

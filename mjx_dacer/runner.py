@@ -24,6 +24,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from mjx_dacer import report
 from mjx_dacer.checkpoint import Checkpointer
 from mjx_dacer.config import HPARAM_FIELDS, Config, ConfigError, HParams, from_dict, to_dict
+from mjx_dacer.policy import save_policy
 from mjx_dacer.train import TrainProgram, TrainState, make_train
 
 ProgressFn = Callable[[str], None]
@@ -198,16 +199,13 @@ class Runner:
 
     def _save(self, checkpointer: Checkpointer, chunks_done: int, ts: TrainState, rows: list[dict]) -> None:
         seconds, size = checkpointer.save(chunks_done, ts, rows)
-        try:
-            from mjx_dacer.policy import save_policy
-        except ImportError:
-            save_policy = None
-        if save_policy is not None:
-            save_policy(
-                self.out_dir / "policy.msgpack", self.config, jax.device_get(ts.agent.policy_params),
-                jax.device_get(ts.agent.log_alpha), [self.spec.label(g) for g, _ in self.spec.entries],
-                [s for _, s in self.spec.entries], int(ts.iteration),
-            )
+        # The policy alone, next to the checkpoint: small and independent of the buffer.
+        save_policy(
+            self.out_dir / "policy.msgpack", self.config, jax.device_get(ts.agent.policy_params),
+            jax.device_get(ts.agent.log_alpha), [self.spec.label(g) for g, _ in self.spec.entries],
+            [s for _, s in self.spec.entries], int(ts.iteration),
+            noise_scale=jax.device_get(self.hparams.noise_scale),  # per run: a sweep may vary it
+        )
         self.progress(f"checkpoint {chunks_done}: {size / 2**20:,.1f} MiB in {seconds:.1f} s "
                       f"({checkpointer.directory})")
 

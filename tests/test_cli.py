@@ -27,11 +27,15 @@ def sets(*extra):
 def test_help_lists_every_command():
     out = cli("--help")
     assert out.returncode == 0
-    for command in ("train", "sweep", "bench"):
+    for command in ("train", "sweep", "eval", "bench"):
         assert command in out.stdout
     for command in ("train", "sweep"):
         sub = cli(command, "--help")
         assert sub.returncode == 0 and "--seeds" in sub.stdout and "--set" in sub.stdout
+    sub = cli("eval", "--help")
+    assert sub.returncode == 0 and "--backend" in sub.stdout and "--episodes" in sub.stdout
+    sub = cli("bench", "--help")
+    assert sub.returncode == 0 and all(name in sub.stdout for name in ("gmm", "envs", "train"))
 
 
 @pytest.mark.parametrize(
@@ -72,13 +76,27 @@ def test_train_writes_the_run_directory_and_refuses_to_overwrite_it(tmp_path):
     assert len((run / "metrics.csv").read_text().strip().splitlines()) == 5  # untouched
 
 
-def test_sweep_runs_every_grid_point(tmp_path):
+def test_sweep_runs_every_grid_point_and_exports_each_policy(tmp_path):
+    import numpy as np
+
+    from mjx_dacer import load_policy
+    from mjx_dacer.policy import read_artifact
+
     run = tmp_path / "sweep"
-    out = cli("sweep", "--config", "multigoal", "--grid", "lr_actor=1e-4,3e-4", "--seeds", "1", *sets(),
-              "--set", "total_iterations=2", "--out", str(run))
+    out = cli("sweep", "--config", "multigoal", "--grid", "lr_actor=1e-4,3e-4", "--grid", "noise_scale=0.05,0.2",
+              "--seeds", "1", *sets(), "--set", "total_iterations=2", "--out", str(run))
     assert out.returncode == 0, out.stderr
     csv = (run / "metrics.csv").read_text()
-    assert "lr_actor=0.0001" in csv and "lr_actor=0.0003" in csv
+    for label in ("lr_actor=0.0001", "lr_actor=0.0003", "noise_scale=0.05", "noise_scale=0.2"):
+        assert label in csv, label
+    artifact = read_artifact(run)
+    assert artifact["num_runs"] == 4
+    # Each run keeps its own lambda (Eq. 16), in the order of the labels.
+    expected = [0.05 if "noise_scale=0.05" in label else 0.2 for label in artifact["labels"]]
+    np.testing.assert_allclose(artifact["noise_scale"], expected, rtol=1e-6)
+    policy = load_policy(run, run=3)
+    action = policy(np.zeros((5, 2), np.float32))
+    assert action.shape == (5, 2) and np.all(np.abs(action) <= 1)
 
 
 def test_seeds_are_sharded_over_local_devices(tmp_path):

@@ -239,18 +239,10 @@ def test_a_process_killed_mid_save_leaves_the_previous_artifact(tmp_path, hopper
 
 
 # ------------------------------------------------------------------- eval CLI
-def _cli_has_eval() -> bool:
-    # Read, not imported: building the whole parser imports every subcommand's module.
-    import mjx_dacer.cli
-
-    with open(mjx_dacer.cli.__file__) as f:
-        return "evaluation_cli" in f.read()
-
-
 def eval_cli(*args):
-    """`mjx-dacer eval ...` in a subprocess (the stand-alone module until cli.py wires the subcommand)."""
-    entry = ["-m", "mjx_dacer.cli", "eval"] if _cli_has_eval() else ["-m", "mjx_dacer.evaluation_cli"]
-    return subprocess.run([sys.executable, *entry, *map(str, args)], capture_output=True, text=True, timeout=900)
+    """`mjx-dacer eval ...` in a subprocess, through the real CLI."""
+    return subprocess.run([sys.executable, "-m", "mjx_dacer.cli", "eval", *map(str, args)],
+                          capture_output=True, text=True, timeout=900)
 
 
 @pytest.fixture(scope="module")
