@@ -13,7 +13,7 @@ import shutil
 import sys
 from typing import Sequence
 
-from mjx_dacer.config import ConfigError, load_config, parse_overrides, preset_names
+from mjx_dacer.config import ConfigError, error_line, load_config, parse_overrides, preset_names
 
 EXIT_USAGE = 2
 
@@ -196,7 +196,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             return bench.run(args)
     except ConfigError as e:
-        print(f"mjx-dacer: error: {str(e).splitlines()[0] if str(e) else e!r}", file=sys.stderr)
+        print(f"mjx-dacer: error: {error_line(e)}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         print("mjx-dacer: interrupted", file=sys.stderr)

@@ -32,6 +32,12 @@ class ConfigError(ValueError):
     """A configuration problem, with a message that names the field and the fix."""
 
 
+def error_line(error: Exception) -> str:
+    """The one line the CLI prints for `error`: its message's first line (its repr if it has none)."""
+    message = str(error)
+    return message.splitlines()[0] if message.strip() else repr(error)
+
+
 @struct.dataclass
 class HParams:
     """Shape-free hyperparameters; every leaf may carry leading vmap axes.

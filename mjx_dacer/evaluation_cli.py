@@ -22,7 +22,7 @@ import pathlib
 import sys
 from typing import Any, Callable, Sequence
 
-from mjx_dacer.config import ConfigError
+from mjx_dacer.config import ConfigError, error_line
 
 BACKENDS = ("mjx", "gymnasium", "both")
 VIDEO_SUFFIXES = (".mp4", ".gif")
@@ -277,8 +277,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return run(args)
     except ConfigError as e:
-        message = str(e).splitlines()[0] if str(e) else repr(e)
-        print(f"mjx-dacer: error: {message}", file=sys.stderr)
+        print(f"mjx-dacer: error: {error_line(e)}", file=sys.stderr)
         return 2
 
 

@@ -46,6 +46,14 @@ def test_help_lists_every_command():
         (["train", "--config", "quickstart", "--set", "lr_actor=-1"], "lr_actor"),
         (["train", "--config", "quickstart", "--set", "batch_size=10", "--set", "buffer_capacity=5"], "batch_size"),
         (["train", "--config", "quickstart", "--set", "colour=red"], "unknown config key 'colour'"),
+        (["train", "--config", "quickstart", "--set", "batch_size=abc"], "must be an integer"),
+        (["train", "--config", "quickstart", "--set", "num_envs=0"], "'num_envs' must be >= 1"),
+        (["train", "--config", "quickstart", "--set", "diffusion_steps=0"], "'diffusion_steps' must be >= 1"),
+        (["train", "--config", "quickstart", "--set", "gamma=1.5"], "'gamma' must lie in [0, 1]"),
+        (["train", "--config", "quickstart", "--set", "buffer_capacity=300", "--set", "warmup_steps=500"],
+         "warmup_steps (500) is larger than buffer_capacity"),
+        (["train", "--config", "quickstart", "--seeds", "0"], "--seeds must be >= 1"),
+        (["train", "--config", "no/such/file.yaml"], "file.yaml"),
         (["sweep", "--config", "quickstart", "--grid", "hidden_sizes=8,16"], "cannot be swept"),
     ],
 )
@@ -54,6 +62,7 @@ def test_bad_input_is_one_line_and_exit_2(args, fragment, tmp_path):
     assert out.returncode == 2, out.stderr
     assert fragment in out.stderr
     assert len(out.stderr.strip().splitlines()) == 1, out.stderr
+    assert out.stderr.startswith("mjx-dacer: error: ") and out.stderr[18] not in "\"'", out.stderr  # the message, not its repr
     assert "Traceback" not in out.stderr
     assert not (tmp_path / "run").exists()
 
