@@ -74,6 +74,21 @@ def in_open_range(x: jax.Array, bounds: tuple[float, float]) -> jax.Array:
     return (x > low) & (x < high)
 
 
+def compiler_options(env: Any) -> dict[str, Any]:
+    """XLA compiler options for a program that steps ``env`` (or a wrapper of it), on this backend.
+
+    Pass them to every ``jax.jit`` that contains the task's physics:
+    ``jax.jit(fn, compiler_options=envs.compiler_options(env))``. They are
+    the task's ``cpu_compiler_options`` on the CPU backend and nothing
+    elsewhere (the options name XLA:CPU flags, which other compilers reject).
+    """
+    while hasattr(env, "env"):  # brax wrappers keep the wrapped env in .env
+        env = env.env
+    if jax.default_backend() != "cpu":
+        return {}
+    return dict(getattr(env, "cpu_compiler_options", {}))
+
+
 class MujocoTask(PipelineEnv):
     """A Gymnasium v5 MuJoCo task on MJX, brax ``PipelineEnv``-compatible.
 
@@ -99,6 +114,9 @@ class MujocoTask(PipelineEnv):
     # Gymnasium's default_camera_config for the task; the runners that
     # Gymnasium films with a fixed camera track their torso here instead.
     camera_config: ClassVar[dict[str, Any]] = {}
+    # XLA options for programs that step this task on the CPU backend; see
+    # `compiler_options`. Empty for every task whose CPU code is fine as it is.
+    cpu_compiler_options: ClassVar[Mapping[str, Any]] = {}
 
     def __init__(self, physics: str = physics_lib.DEFAULT_PROFILE, frame_skip: int | None = None):
         self.physics = physics_lib.validate_profile(physics)

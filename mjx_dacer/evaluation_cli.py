@@ -198,7 +198,8 @@ def run(args: argparse.Namespace) -> int:
             renderable = getattr(env, "mj_model", None) is not None
             # One compile for every run: the params are an argument, the structure is shared.
             rollout = jax.jit(functools.partial(mjx_rollout, env, policy.act),
-                              static_argnames=("num_episodes", "episode_length", "record"))
+                              static_argnames=("num_episodes", "episode_length", "record"),
+                              compiler_options=envs.compiler_options(env))
         key = jax.random.PRNGKey(args.seed)
         record = want_video and renderable  # the same for every run: one compile
         for backend in backends:

@@ -21,7 +21,7 @@ import numpy as np
 import yaml
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from mjx_dacer import report
+from mjx_dacer import envs, report
 from mjx_dacer.checkpoint import Checkpointer
 from mjx_dacer.config import HPARAM_FIELDS, Config, ConfigError, HParams, from_dict, to_dict
 from mjx_dacer.policy import save_policy
@@ -144,8 +144,10 @@ class Runner:
         self.program = program or make_train(config)
         self.batch = len(spec.entries)
         self.sharding = run_sharding(self.batch)
-        self._init = jax.jit(self.program.vmapped("init"))
-        self._chunk = jax.jit(self.program.vmapped("run_chunk_guarded"), static_argnums=2, donate_argnums=0)
+        options = envs.compiler_options(self.program.env)
+        self._init = jax.jit(self.program.vmapped("init"), compiler_options=options)
+        self._chunk = jax.jit(self.program.vmapped("run_chunk_guarded"), static_argnums=2, donate_argnums=0,
+                              compiler_options=options)
         self._tb = None
         self._stop_signal: int | None = None
 

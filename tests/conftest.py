@@ -49,11 +49,12 @@ def compiled_env() -> Callable[[str, str], CompiledEnv]:
     def get(name: str, physics: str) -> CompiledEnv:
         if (name, physics) not in cache:
             env = envs.make(name, physics=physics)
+            jit = lambda fn: jax.jit(jax.vmap(fn), compiler_options=envs.compiler_options(env))
             cache[name, physics] = CompiledEnv(
                 env=env,
-                state_from=jax.jit(jax.vmap(env.state_from)),
-                step=jax.jit(jax.vmap(env.step)),
-                initial_state=jax.jit(jax.vmap(env.initial_state)),
+                state_from=jit(env.state_from),
+                step=jit(env.step),
+                initial_state=jit(env.initial_state),
             )
         return cache[name, physics]
 

@@ -155,3 +155,12 @@ def test_gymnasium_xml_is_loaded_from_the_installed_package():
     assert path.is_relative_to(pathlib.Path(gymnasium.__file__).parent)
     with pytest.raises(FileNotFoundError, match="ships no"):
         base.gymnasium_asset("no_such_model.xml")
+
+
+def test_compiler_options_reach_through_wrappers_and_only_on_cpu(monkeypatch):
+    pusher, hopper = envs.make("Pusher-v5"), envs.make("Hopper-v5")
+    assert envs.compiler_options(pusher) == {"xla_cpu_use_fusion_emitters": False}
+    assert envs.compiler_options(envs.TrainingWrapper(pusher)) == {"xla_cpu_use_fusion_emitters": False}
+    assert envs.compiler_options(hopper) == {} and envs.compiler_options(envs.make("MultiGoal-v0")) == {}
+    monkeypatch.setattr(jax, "default_backend", lambda: "gpu")  # XLA:CPU flags are rejected elsewhere
+    assert envs.compiler_options(pusher) == {}

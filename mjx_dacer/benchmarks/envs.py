@@ -87,9 +87,10 @@ def measure(name: str, profile: str, batch: int, steps: int, repeats: int, seed:
         return jax.lax.scan(body, state, jnp.arange(steps))
 
     key = jax.random.PRNGKey(seed)
-    state = jax.block_until_ready(jax.jit(wrapper.reset)(jax.random.split(key, batch)))
+    options = envs.compiler_options(wrapper)
+    state = jax.block_until_ready(jax.jit(wrapper.reset, compiler_options=options)(jax.random.split(key, batch)))
     start = time.perf_counter()
-    compiled = jax.jit(rollout).lower(state, key).compile()
+    compiled = jax.jit(rollout, compiler_options=options).lower(state, key).compile()
     compile_s = time.perf_counter() - start
     state, _ = jax.block_until_ready(compiled(state, key))  # first run: allocation, caches
     best = float("inf")

@@ -19,6 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from mjx_dacer import envs
 from mjx_dacer.benchmarks import common
 from mjx_dacer.buffer import Transition
 from mjx_dacer.config import load_config
@@ -49,13 +50,14 @@ def time_on_device(program, seeds: int, iterations: int, repeats: int) -> tuple[
     """Seconds per iteration (median) and compile seconds for `seeds` vmapped runs."""
     hp = jax.tree.map(lambda x: jnp.broadcast_to(x, (seeds,)), program.config.hparams())
     keys = jax.random.split(jax.random.PRNGKey(0), seeds)
-    state = jax.jit(program.vmapped("init"))(keys, hp)
+    options = envs.compiler_options(program.env)
+    state = jax.jit(program.vmapped("init"), compiler_options=options)(keys, hp)
     axes = program.state_axes()
 
     def many(ts, hparams):
         return jax.lax.scan(lambda s, _: program.iteration(s, hparams), ts, None, length=iterations)
 
-    run = jax.jit(jax.vmap(many, in_axes=(axes, 0), out_axes=(axes, 0)), donate_argnums=0)
+    run = jax.jit(jax.vmap(many, in_axes=(axes, 0), out_axes=(axes, 0)), donate_argnums=0, compiler_options=options)
     t0 = time.perf_counter()
     state, m = run(state, hp)
     jax.block_until_ready(m)
@@ -73,10 +75,11 @@ def time_host_loop(program, iterations: int, repeats: int) -> float:
     """Seconds per iteration of the reference structure: host buffer, one jit-ed call per stage."""
     cfg, agent, env = program.config, program.agent, program.training_env
     hp = cfg.hparams()
-    ts = jax.jit(program.init)(jax.random.PRNGKey(0), hp)
+    options = envs.compiler_options(program.env)
+    ts = jax.jit(program.init, compiler_options=options)(jax.random.PRNGKey(0), hp)
     agent_state, env_state = ts.agent, ts.env_state
     act = jax.jit(agent.behaviour_action)
-    step = jax.jit(env.step)
+    step = jax.jit(env.step, compiler_options=options)
     update = jax.jit(agent.update)
     cap, s_dim, a_dim = cfg.buffer_capacity, program.env.observation_size, program.env.action_size
     host = {"obs": np.zeros((cap, s_dim), np.float32), "action": np.zeros((cap, a_dim), np.float32),
