@@ -60,7 +60,7 @@ def test_help_lists_every_command():
 def test_bad_input_is_one_line_and_exit_2(args, fragment, tmp_path):
     out = cli(*args, "--out", str(tmp_path / "run"))
     assert out.returncode == 2, out.stderr
-    assert fragment in out.stderr
+    assert fragment.lower() in out.stderr.lower()
     assert len(out.stderr.strip().splitlines()) == 1, out.stderr
     assert out.stderr.startswith("mjx-dacer: error: ") and out.stderr[18] not in "\"'", out.stderr  # the message, not its repr
     assert "Traceback" not in out.stderr
