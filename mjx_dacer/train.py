@@ -219,6 +219,9 @@ class TrainProgram:
         """Where a run first produced a non-finite loss, Q value or parameter (-1: nowhere)."""
         names = self.guarded_metric_names()[:-1]
         bad = jnp.stack([~jnp.isfinite(per_iter[k]) for k in names], axis=1)  # (iterations, metrics)
+        if bad.shape[0] == 0:  # a chunk of 0 iterations (evaluation only): argmax needs a row
+            bad = jnp.zeros((1, len(names)), bool)
+            start_iteration = start_iteration - 1
         bad_iteration = jnp.any(bad, axis=1)
         first = jnp.argmax(bad_iteration)
         any_bad = jnp.any(bad_iteration)
