@@ -24,7 +24,7 @@ contact-free samples; `test_ant_matches_with_elliptic_cone` (slow) shows the
 rest of the model agrees once the cone is rotation-invariant, and the return
 distributions below cover Ant as a whole.
 
-Returns: mean and spread of random-policy returns over 64 episodes on each
+Returns: mean and distribution (KS test) of random-policy returns over 64 episodes on each
 side (independent resets, independent actions), capped at 100 steps here
 (Hopper, Walker2d, Humanoid and InvertedDoublePendulum episodes end sooner
 under a random policy; Pusher's are 100 steps anyway); full-length episodes
@@ -40,6 +40,7 @@ import jax.numpy as jnp
 import mujoco
 import numpy as np
 import pytest
+import scipy.stats
 from conftest import ENV_BATCH, MUJOCO_TASKS
 
 PROFILES = ("faithful", "fast")
@@ -199,9 +200,17 @@ def check_returns(name, physics, compiled_env, gym_env, batches: int, cap: int):
     se = np.sqrt(ours.var() / len(ours) + ref.var() / len(ref))
     message = f"{name} ({physics}, {cap} steps): MJX {ours.mean():.2f} +- {ours.std():.2f}, Gymnasium {ref.mean():.2f} +- {ref.std():.2f}"
     # Same mean within 4 standard errors of the difference (+1% of its scale
-    # for near-deterministic tasks) and the same spread within a factor 2.
+    # for near-deterministic tasks), and the same distribution by a two-sample
+    # Kolmogorov-Smirnov test at the 0.1% level. Random-policy returns of the
+    # tasks that terminate are heavy-tailed (a rare episode lasts 5x the
+    # median), so their sample std swings by 2x between seeds on either side;
+    # the KS statistic compares the whole shape and is not ruled by one episode.
     assert abs(ours.mean() - ref.mean()) <= 4 * se + 0.01 * abs(ref.mean()) + 1e-3, message
-    assert 0.5 * ref.std() - 1e-3 <= ours.std() <= 2.0 * ref.std() + 1e-3, message
+    if ref.std() > 1e-3 * (1 + abs(ref.mean())):
+        p_value = scipy.stats.ks_2samp(ours, ref).pvalue
+        assert p_value > 1e-3, f"{message}; KS p-value {p_value:.2g}"
+    else:  # (near-)deterministic returns: the spreads must both be tiny
+        assert ours.std() <= 2.0 * ref.std() + 1e-3, message
 
 
 @pytest.mark.parametrize("physics", PROFILES)
