@@ -18,7 +18,6 @@ Physics changes (see `envs.physics`):
 
 from __future__ import annotations
 
-import jax
 import jax.numpy as jnp
 
 from mjx_dacer.envs import base
@@ -31,6 +30,7 @@ class Ant(base.MujocoTask):
     episode_length = 1000
     camera_config = {"trackbodyid": 1, "distance": 4.0}
     physics_profiles = {"faithful": (), "fast": physics_lib.solver_caps(4, 8)}
+    velocity_reset_noise = "normal"
     uses_contact_forces = True
 
     def __init__(
@@ -60,12 +60,6 @@ class Ant(base.MujocoTask):
         self.include_cfrc_ext_in_observation = include_cfrc_ext_in_observation
         super().__init__(physics)
         self.main_body = self.body_id(main_body) if isinstance(main_body, str) else int(main_body)
-
-    def initial_state(self, rng):
-        k_pos, k_vel = jax.random.split(rng)
-        qpos = self.init_qpos + base.uniform(k_pos, self.init_qpos.shape, self.reset_noise_scale)
-        qvel = self.init_qvel + self.reset_noise_scale * jax.random.normal(k_vel, self.init_qvel.shape)
-        return qpos, qvel
 
     def contact_forces(self, data):
         """(nbody, 6) clipped external forces, Gymnasium's ``contact_forces``."""

@@ -114,6 +114,10 @@ class MujocoTask(PipelineEnv):
     # Gymnasium's default_camera_config for the task; the runners that
     # Gymnasium films with a fixed camera track their torso here instead.
     camera_config: ClassVar[dict[str, Any]] = {}
+    # Gymnasium's two reset rules: qpos0 + U(+-s) and zero velocity plus
+    # U(+-s) ("uniform") or s * N(0, 1) ("normal"), s = reset_noise_scale.
+    velocity_reset_noise: ClassVar[str] = "uniform"
+    reset_noise_scale: float
     # XLA options for programs that step this task on the CPU backend; see
     # `compiler_options`. Empty for every task whose CPU code is fine as it is.
     cpu_compiler_options: ClassVar[Mapping[str, Any]] = {}
@@ -137,7 +141,15 @@ class MujocoTask(PipelineEnv):
     # -- task interface -----------------------------------------------------
 
     def initial_state(self, rng: jax.Array) -> tuple[jax.Array, jax.Array]:
-        raise NotImplementedError
+        """A random initial (qpos (nq,), qvel (nv,)) by `velocity_reset_noise`'s rule."""
+        k_pos, k_vel = jax.random.split(rng)
+        scale = self.reset_noise_scale
+        qpos = self.init_qpos + uniform(k_pos, self.init_qpos.shape, scale)
+        if self.velocity_reset_noise == "normal":
+            qvel = self.init_qvel + scale * jax.random.normal(k_vel, self.init_qvel.shape)
+        else:
+            qvel = self.init_qvel + uniform(k_vel, self.init_qvel.shape, scale)
+        return qpos, qvel
 
     def observation(self, data: mjx.Data) -> jax.Array:
         raise NotImplementedError

@@ -13,7 +13,6 @@ Physics changes (see `envs.physics`):
 
 from __future__ import annotations
 
-import jax
 import jax.numpy as jnp
 
 from mjx_dacer.envs import base
@@ -26,6 +25,7 @@ class HalfCheetah(base.MujocoTask):
     episode_length = 1000
     camera_config = {"trackbodyid": 1, "distance": 4.0}
     physics_profiles = {"faithful": (), "fast": physics_lib.solver_caps(4, 8)}
+    velocity_reset_noise = "normal"
 
     def __init__(
         self,
@@ -40,12 +40,6 @@ class HalfCheetah(base.MujocoTask):
         self.reset_noise_scale = reset_noise_scale
         self.exclude_current_positions_from_observation = exclude_current_positions_from_observation
         super().__init__(physics)
-
-    def initial_state(self, rng):
-        k_pos, k_vel = jax.random.split(rng)
-        qpos = self.init_qpos + base.uniform(k_pos, self.init_qpos.shape, self.reset_noise_scale)
-        qvel = self.init_qvel + self.reset_noise_scale * jax.random.normal(k_vel, self.init_qvel.shape)
-        return qpos, qvel
 
     def observation(self, data):
         position = data.qpos[1:] if self.exclude_current_positions_from_observation else data.qpos

@@ -13,7 +13,6 @@ Physics changes (see `envs.physics`):
 
 from __future__ import annotations
 
-import jax
 import jax.numpy as jnp
 
 from mjx_dacer.envs import base
@@ -50,12 +49,6 @@ class Hopper(base.MujocoTask):
         self.reset_noise_scale = reset_noise_scale
         self.exclude_current_positions_from_observation = exclude_current_positions_from_observation
         super().__init__(physics)
-
-    def initial_state(self, rng):
-        k_pos, k_vel = jax.random.split(rng)
-        qpos = self.init_qpos + base.uniform(k_pos, self.init_qpos.shape, self.reset_noise_scale)
-        qvel = self.init_qvel + base.uniform(k_vel, self.init_qvel.shape, self.reset_noise_scale)
-        return qpos, qvel
 
     def observation(self, data):
         position = data.qpos[1:] if self.exclude_current_positions_from_observation else data.qpos

@@ -18,7 +18,6 @@ Physics changes (see `envs.physics`):
 
 from __future__ import annotations
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -70,12 +69,6 @@ class Humanoid(base.MujocoTask):
         super().__init__(physics)
         mass = np.asarray(self.mj_model.body_mass, np.float32)
         self._mass_fraction = jnp.asarray(mass / mass.sum())
-
-    def initial_state(self, rng):
-        k_pos, k_vel = jax.random.split(rng)
-        qpos = self.init_qpos + base.uniform(k_pos, self.init_qpos.shape, self.reset_noise_scale)
-        qvel = self.init_qvel + base.uniform(k_vel, self.init_qvel.shape, self.reset_noise_scale)
-        return qpos, qvel
 
     def mass_center(self, data):
         """(2,) x-y of the whole body's centre of mass (Gymnasium's ``mass_center``)."""

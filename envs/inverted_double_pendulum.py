@@ -16,7 +16,6 @@ Physics changes (see `envs.physics`):
 
 from __future__ import annotations
 
-import jax
 import jax.numpy as jnp
 
 from mjx_dacer.envs import base
@@ -29,6 +28,7 @@ class InvertedDoublePendulum(base.MujocoTask):
     episode_length = 1000
     camera_config = {"trackbodyid": 0, "distance": 4.1225, "lookat": (0.0, 0.0, 0.1225)}
     physics_profiles = {"faithful": (), "fast": physics_lib.solver_caps(4, 8)}
+    velocity_reset_noise = "normal"
 
     def __init__(
         self,
@@ -39,12 +39,6 @@ class InvertedDoublePendulum(base.MujocoTask):
         self.healthy_reward = healthy_reward
         self.reset_noise_scale = reset_noise_scale
         super().__init__(physics)
-
-    def initial_state(self, rng):
-        k_pos, k_vel = jax.random.split(rng)
-        qpos = self.init_qpos + base.uniform(k_pos, self.init_qpos.shape, self.reset_noise_scale)
-        qvel = self.init_qvel + self.reset_noise_scale * jax.random.normal(k_vel, self.init_qvel.shape)
-        return qpos, qvel
 
     def observation(self, data):
         return jnp.concatenate([

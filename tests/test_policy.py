@@ -9,7 +9,6 @@ Gymnasium's C-MuJoCo env.
 from __future__ import annotations
 
 import math
-import os
 import re
 import subprocess
 import sys
