@@ -6,12 +6,24 @@ uniform random actions, ``steps`` wrapper steps inside one jitted
 ``lax.scan``. Compile time (lowering + XLA compile of that scan) is its own
 column; throughput is the best of ``--repeats`` timed calls after compiling,
 in environment steps (N per wrapper step) per second.
+
+Each row runs in a child process, so one row's compiled programs and memory
+never slow the next, and a row that wedges does not take the table with it:
+jaxlib 0.10.2's CPU LAPACK kernels (MJX's Cholesky solves) can deadlock
+XLA:CPU's intra-op thread pool on machines with few cores and large batches
+(every pool thread parks in a batched Cholesky waiting for sub-tasks queued
+behind itself). A child that uses no CPU for ``--stall-seconds`` is reported
+as stalled and killed; one that runs past ``--row-timeout`` as timed out.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import subprocess
 import sys
+import tempfile
 import time
 
 DEFAULT_BATCH_SIZES_CPU = (1, 20, 1024)
@@ -36,9 +48,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--repeats", type=int, default=2, help="timed calls per row; the best is reported")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default=None, help="also write the Markdown table to this file (rewritten after every row)")
+    parser.add_argument("--row-timeout", type=float, default=1800.0, help="seconds one row (compile + timing) may take")
+    parser.add_argument(
+        "--stall-seconds", type=float, default=90.0,
+        help="a row whose process uses no CPU for this long is reported as stalled (deadlocked) and killed",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
+    # The rows run in child processes: this one must not take the GPU's memory.
+    os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
     import jax
 
     from mjx_dacer import envs
@@ -57,10 +76,13 @@ def run(args: argparse.Namespace) -> int:
                 continue  # no physics engine: one row set is enough
             for batch in batch_sizes:
                 steps = args.steps or _auto_steps(batch, accelerator)
-                result = measure(name, profile, batch, steps, args.repeats, args.seed)
+                result = measure_in_child(name, profile, batch, steps, args)
+                if "error" in result:
+                    figures = f"{result['error']} | - "
+                else:
+                    figures = f"{result['steps_per_second']:,.0f} | {result['compile_s']:.1f} "
                 rows.append(
-                    f"| {name} | {profile if name != 'MultiGoal-v0' else '-'} | {batch} | "
-                    f"{result['steps_per_second']:,.0f} | {result['compile_s']:.1f} | {steps} |"
+                    f"| {name} | {profile if name != 'MultiGoal-v0' else '-'} | {batch} | {figures}| {steps} |"
                 )
                 print(rows[-1], file=sys.stderr, flush=True)
                 _emit(header, rows, args.out)
@@ -101,6 +123,54 @@ def measure(name: str, profile: str, batch: int, steps: int, repeats: int, seed:
     return {"steps_per_second": batch * steps / best, "compile_s": compile_s, "seconds": best}
 
 
+def measure_in_child(name: str, profile: str, batch: int, steps: int, args: argparse.Namespace) -> dict:
+    """`measure` in a fresh Python process, watched for stalls and the row time limit.
+
+    Returns `measure`'s dict, or ``{"error": text}`` for a row that stalled,
+    timed out or failed.
+    """
+    command = [sys.executable, "-m", "mjx_dacer.benchmarks.envs", name, profile, str(batch), str(steps),
+               str(args.repeats), str(args.seed)]
+    # Files, not pipes: a child blocked on a full pipe would look stalled.
+    out, err = tempfile.TemporaryFile("w+"), tempfile.TemporaryFile("w+")
+    child = subprocess.Popen(command, stdout=out, stderr=err, text=True)
+    start = last_busy = time.monotonic()
+    last_cpu = _cpu_seconds(child.pid)
+    error = None
+    while child.poll() is None:
+        time.sleep(5.0)
+        now, cpu = time.monotonic(), _cpu_seconds(child.pid)
+        if cpu is None or last_cpu is None or cpu - last_cpu > 0.05:
+            last_busy, last_cpu = now, cpu
+        if now - last_busy > args.stall_seconds:
+            error = f"stalled (no CPU use for {args.stall_seconds:.0f} s: deadlock)"
+        elif now - start > args.row_timeout:
+            error = f"timed out after {args.row_timeout:.0f} s"
+        if error:
+            child.kill()
+            break
+    child.wait()
+    out.seek(0), err.seek(0)
+    stdout, stderr = out.read(), err.read()
+    out.close(), err.close()
+    if error:
+        return {"error": error}
+    if child.returncode != 0:
+        last = (stderr.strip().splitlines() or ["no output"])[-1]
+        return {"error": f"failed: {last[:120]}"}
+    return json.loads(stdout.strip().splitlines()[-1])
+
+
+def _cpu_seconds(pid: int) -> float | None:
+    """User + system CPU time of process `pid` (all threads), from /proc; None off Linux."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _auto_steps(batch: int, accelerator: bool) -> int:
     target = TARGET_ENV_STEPS["accelerator" if accelerator else "cpu"]
     return int(min(1000, max(8, target // batch)))
@@ -132,3 +202,9 @@ def _emit(header: str, rows: list[str], out: str | None) -> None:
     if out:
         with open(out, "w") as f:
             f.write("\n".join([header, *rows]) + "\n")
+
+
+if __name__ == "__main__":
+    # One benchmark row, run by `measure_in_child`: prints `measure`'s dict as JSON.
+    _name, _profile, _batch, _steps, _repeats, _seed = sys.argv[1:7]
+    print(json.dumps(measure(_name, _profile, int(_batch), int(_steps), int(_repeats), int(_seed))), flush=True)

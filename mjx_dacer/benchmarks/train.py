@@ -35,7 +35,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="also time the host-driven loop (one seed)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="config override applied to every task (e.g. hidden_sizes=64,64)")
-    p.add_argument("--out", help="also write the Markdown table to this file")
+    p.add_argument("--out", help="also write the Markdown table to this file (rewritten after every row)")
 
 
 def _config(env: str, overrides):
@@ -142,6 +142,6 @@ def run(args: argparse.Namespace) -> int:
                    f"| {ratio} |")
             lines.append(row)
             print(row, flush=True)
-    common.write(args.out, lines)
+            common.write(args.out, lines)  # after every row: a long CPU run keeps what it measured
     return 0
 
