@@ -8,6 +8,13 @@ directory and renames it when complete, so a crash mid-write leaves no
 checkpoint that looks finished; on top of that every checkpoint records a
 CRC32 of each array, so a file damaged later (a truncated copy, a bad disk)
 is detected on restore and the previous checkpoint is used instead.
+
+The state is stored as its flat list of leaves, not as the pytree itself:
+orbax cannot save arrays of size zero, and MJX states hold some (e.g. the
+actuator activations `act` of a model without stateful actuators, shape
+(N, 0)). Only the non-empty leaves go to orbax, keyed by their index; the
+shape and dtype of every leaf go to the metadata, and restore rebuilds the
+empty ones from it, so any pytree round-trips with its structure and shapes.
 """
 
 from __future__ import annotations
@@ -22,9 +29,23 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
+from mjx_dacer.errors import CheckpointError
+
+
+FORMAT_VERSION = 2  # 1: the pytree itself (no zero-size leaves); 2: non-empty leaves by index
+
 
 def _checksums(tree: Any) -> list[int]:
     return [zlib.crc32(np.ascontiguousarray(x).view(np.uint8).reshape(-1)) for x in jax.tree.leaves(tree)]
+
+
+def _leaf_key(index: int) -> str:
+    return f"{index:05d}"
+
+
+def _signature(leaves: Sequence[Any]) -> list[list]:
+    """[shape, dtype name] of every leaf: what restore checks and rebuilds empty leaves from."""
+    return [[list(np.shape(x)), np.dtype(x.dtype).name] for x in leaves]
 
 
 @dataclasses.dataclass
@@ -35,10 +56,6 @@ class Restored:
     skipped: list[str]  # "checkpoint N: reason" for each newer checkpoint that could not be used
 
 
-class CheckpointError(RuntimeError):
-    """No usable checkpoint in a run directory."""
-
-
 class Checkpointer:
     """Saves and restores `RUN_DIR/checkpoints`, keeping the newest `max_to_keep`."""
 
@@ -47,18 +64,21 @@ class Checkpointer:
         self.manager = ocp.CheckpointManager(
             self.directory,
             options=ocp.CheckpointManagerOptions(
-                max_to_keep=max_to_keep, create=True, enable_async_checkpointing=False
+                max_to_keep=max_to_keep, create=True, enable_async_checkpointing=False,
+                cleanup_tmp_directories=True,  # a write cut off by a kill leaves one behind
             ),
         )
 
     def save(self, chunks_done: int, state: Any, rows: Sequence[dict]) -> tuple[float, int]:
         """Write a checkpoint; returns (seconds, bytes on disk)."""
         start = time.perf_counter()
-        host_state = jax.device_get(state)
-        meta = {"chunks_done": chunks_done, "rows": list(rows), "crc32": _checksums(host_state)}
+        leaves = [np.asarray(x) for x in jax.tree.leaves(jax.device_get(state))]
+        arrays = {_leaf_key(i): x for i, x in enumerate(leaves) if x.size}
+        meta = {"format": FORMAT_VERSION, "chunks_done": chunks_done, "rows": list(rows),
+                "leaves": _signature(leaves), "crc32": _checksums(leaves)}
         self.manager.save(
             chunks_done,
-            args=ocp.args.Composite(state=ocp.args.StandardSave(host_state), meta=ocp.args.JsonSave(meta)),
+            args=ocp.args.Composite(state=ocp.args.StandardSave(arrays), meta=ocp.args.JsonSave(meta)),
             force=True,
         )
         self.manager.wait_until_finished()
@@ -81,16 +101,26 @@ class Checkpointer:
           CheckpointError if none is usable.
         """
         skipped = []
-        abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), abstract_state)
+        expected, treedef = jax.tree.flatten(abstract_state)
+        signature = _signature(expected)
         for step in reversed(self.steps()):
             try:
-                restored = self.manager.restore(
-                    step,
-                    args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract), meta=ocp.args.JsonRestore()),
-                )
-                state, meta = restored["state"], restored["meta"]
-                if _checksums(jax.device_get(state)) != list(meta["crc32"]):
+                meta = self.manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
+                if meta.get("format") != FORMAT_VERSION:
+                    raise ValueError(f"checkpoint format {meta.get('format', 1)}, this mjx_dacer reads "
+                                     f"{FORMAT_VERSION}")
+                if meta["leaves"] != signature:
+                    raise ValueError(_mismatch(meta["leaves"], signature))
+                abstract = {_leaf_key(i): jax.ShapeDtypeStruct(x.shape, x.dtype)
+                            for i, x in enumerate(expected) if np.prod(x.shape, dtype=int)}
+                arrays = self.manager.restore(
+                    step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract))
+                )["state"]
+                leaves = [np.asarray(arrays[_leaf_key(i)]) if np.prod(x.shape, dtype=int)
+                          else np.zeros(x.shape, x.dtype) for i, x in enumerate(expected)]
+                if _checksums(leaves) != list(meta["crc32"]):
                     raise ValueError("array checksums do not match (the files were changed or truncated)")
+                state = jax.tree.unflatten(treedef, leaves)
             except Exception as e:  # any failure to read means: not usable, try the previous one
                 skipped.append(f"checkpoint {step}: {type(e).__name__}: {str(e).splitlines()[0][:200]}")
                 continue
@@ -105,3 +135,12 @@ class Checkpointer:
 
     def close(self) -> None:
         self.manager.close()
+
+
+def _mismatch(saved: list[list], expected: list[list]) -> str:
+    """One line on how a checkpoint's arrays differ from what the program expects."""
+    if len(saved) != len(expected):
+        return (f"it holds {len(saved)} arrays, this program's state has {len(expected)} "
+                "(written by another config or mjx_dacer version)")
+    i = next(i for i, (a, b) in enumerate(zip(saved, expected)) if a != b)
+    return f"array {i} is {saved[i][1]}{saved[i][0]} there, {expected[i][1]}{expected[i][0]} expected"

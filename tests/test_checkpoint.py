@@ -117,3 +117,47 @@ def test_resume_bad_directories_are_clear_errors(uninterrupted, tmp_path):
                 "--set", "lr_actor=0.5")
     assert other.returncode == 2 and "holds another config (lr_actor" in other.stderr
     assert len(other.stderr.strip().splitlines()) == 1
+
+
+def test_zero_size_leaves_round_trip_with_structure_shapes_and_dtypes(tmp_path):
+    """orbax cannot store arrays of size zero; MJX states have them (e.g. `act` of a model without
+    stateful actuators, shape (N, 0)). The checkpoint must give back every leaf as it was."""
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+    from flax import struct
+
+    from mjx_dacer.checkpoint import Checkpointer
+
+    @struct.dataclass
+    class State:
+        weights: jax.Array
+        act: jax.Array
+        nested: dict
+
+    state = State(weights=jnp.arange(6.0).reshape(2, 3), act=jnp.zeros((4, 0)),
+                  nested={"count": jnp.int32(7), "empty": jnp.zeros((0, 3), jnp.uint32), "key": jax.random.PRNGKey(1)})
+    checkpointer = Checkpointer(tmp_path)
+    checkpointer.save(1, state, [{"run": 0}])
+    restored = checkpointer.restore(jax.eval_shape(lambda: state))
+    checkpointer.close()
+    assert jax.tree.structure(restored.state) == jax.tree.structure(state)
+    for got, want in zip(jax.tree.leaves(restored.state), jax.tree.leaves(state)):
+        assert got.shape == want.shape and got.dtype == want.dtype
+        np.testing.assert_array_equal(got, want)
+    assert restored.rows == [{"run": 0}]
+
+
+def test_restore_into_another_program_names_the_mismatch(tmp_path):
+    import jax
+    import jax.numpy as jnp
+
+    from mjx_dacer.checkpoint import CheckpointError, Checkpointer
+
+    checkpointer = Checkpointer(tmp_path)
+    checkpointer.save(1, {"a": jnp.zeros((2, 3)), "b": jnp.zeros(4)}, [])
+    with pytest.raises(CheckpointError, match=r"array 0 is float32\[2, 3\] there, float32\[2, 5\] expected"):
+        checkpointer.restore({"a": jax.ShapeDtypeStruct((2, 5), jnp.float32), "b": jax.ShapeDtypeStruct((4,), jnp.float32)})
+    with pytest.raises(CheckpointError, match="holds 2 arrays, this program's state has 1"):
+        checkpointer.restore({"a": jax.ShapeDtypeStruct((2, 3), jnp.float32)})
+    checkpointer.close()
