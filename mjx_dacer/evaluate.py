@@ -7,31 +7,64 @@ from typing import Callable
 import jax
 import jax.numpy as jnp
 import numpy as np
+from flax import struct
 
 # policy(obs (E, S), key) -> actions (E, A)
 Policy = Callable[[jax.Array, jax.Array], jax.Array]
 
 
-def evaluate(env, policy: Policy, key: jax.Array, num_episodes: int, episode_length: int) -> jax.Array:
-    """Run `num_episodes` episodes in parallel on fresh env copies; returns (E,) undiscounted returns.
+@struct.dataclass
+class Episodes:
+    """The outcome of `evaluate`.
 
-    Each episode stops accumulating reward at its first termination; episodes
-    are cut at `episode_length` steps (the task's time limit). The whole
-    rollout is a `lax.scan`, so it stays inside the compiled training program.
+    Attributes:
+      returns: (E,) undiscounted return of each episode.
+      lengths: (E,) int32 steps until the first termination (or the time limit).
+      qpos, qvel: episode 0's joint positions (L + 1, nq) and velocities (L + 1, nv),
+        row 0 the initial state, when `record` was set (None otherwise); rows after
+        its end are left to the caller to trim with `lengths[0]`.
+    """
+
+    returns: jax.Array
+    lengths: jax.Array
+    qpos: jax.Array | None = None
+    qvel: jax.Array | None = None
+
+
+def evaluate(env, policy: Policy, key: jax.Array, num_episodes: int, episode_length: int,
+             record: bool = False) -> Episodes:
+    """Run `num_episodes` episodes in parallel on fresh env copies (E = `num_episodes`).
+
+    The one evaluation rollout of the package: the training program's
+    evaluation points and `mjx-dacer eval` both call it. Each episode stops
+    accumulating reward at its first termination; episodes are cut at
+    `episode_length` steps (the task's time limit). The rollout is a
+    `lax.scan`, so it stays inside the compiled training program.
+    `record` keeps episode 0's qpos / qvel (for rendering; MuJoCo tasks only).
     """
     k_reset, k_act = jax.random.split(key)
     state = jax.vmap(env.reset)(jax.random.split(k_reset, num_episodes))
 
     def step(carry, k):
-        state, ret, alive = carry
-        next_state = jax.vmap(env.step)(state, policy(state.obs, k))
-        ret = ret + alive * next_state.reward
-        alive = alive * (1.0 - next_state.done)
-        return (next_state, ret, alive), None
+        state, ret, length, alive = carry
+        nxt = jax.vmap(env.step)(state, policy(state.obs, k))
+        # `where`, not a product with the alive mask: a state past its termination
+        # may go non-finite, and 0 * nan = nan would poison the return.
+        ret = ret + jnp.where(alive, nxt.reward, 0.0)
+        length = length + alive.astype(jnp.int32)
+        alive = alive & (nxt.done == 0.0)
+        frame = (nxt.pipeline_state.qpos[0], nxt.pipeline_state.qvel[0]) if record else None
+        return (nxt, ret, length, alive), frame
 
-    init = (state, jnp.zeros(num_episodes), jnp.ones(num_episodes))
-    (_, returns, _), _ = jax.lax.scan(step, init, jax.random.split(k_act, episode_length))
-    return returns
+    init = (state, jnp.zeros(num_episodes), jnp.zeros(num_episodes, jnp.int32), jnp.ones(num_episodes, bool))
+    (_, returns, lengths, _), frames = jax.lax.scan(step, init, jax.random.split(k_act, episode_length))
+    if not record:
+        return Episodes(returns=returns, lengths=lengths)
+    return Episodes(
+        returns=returns, lengths=lengths,
+        qpos=jnp.concatenate([state.pipeline_state.qpos[:1], frames[0]]),
+        qvel=jnp.concatenate([state.pipeline_state.qvel[:1], frames[1]]),
+    )
 
 
 def final_performance(iterations: np.ndarray, eval_returns: np.ndarray, total_iterations: int) -> np.ndarray:

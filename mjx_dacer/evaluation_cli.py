@@ -64,38 +64,15 @@ class Result:
 
 
 # -------------------------------------------------------------------- mjx
-def mjx_rollout(env, act: Callable, params, key, num_episodes: int, episode_length: int, record: bool):
-    """`num_episodes` parallel episodes on the device, like `mjx_dacer.evaluate.evaluate`.
+def mjx_episodes(env, act: Callable, params, key, num_episodes: int, episode_length: int, record: bool):
+    """`mjx_dacer.evaluate.evaluate` (the training program's rollout) with the policy's params as an argument.
 
-    Each episode stops accumulating reward at its first termination and is cut
-    at `episode_length` steps. act(params, obs (E, S), key) -> (E, A).
-    Returns: returns (E,), lengths (E,) int32, and, if `record`, episode 0's
-    qpos (L+1, nq), qvel (L+1, nv) for every step (the first row: the initial state;
-    rows after its termination are left to the caller to trim).
+    act(params, obs (E, S), key) -> (E, A). Jitted once per task, it serves every
+    run of a batch: only the params change.
     """
-    import jax
-    import jax.numpy as jnp
+    from mjx_dacer.evaluate import evaluate
 
-    k_reset, k_act = jax.random.split(key)
-    state = jax.vmap(env.reset)(jax.random.split(k_reset, num_episodes))
-
-    def step(carry, k):
-        state, ret, length, alive = carry
-        nxt = jax.vmap(env.step)(state, act(params, state.obs, k))
-        # where, not a product: a terminated MJX state may go non-finite, and 0 * nan = nan.
-        ret = ret + jnp.where(alive, nxt.reward, 0.0)
-        length = length + alive.astype(jnp.int32)
-        alive = alive & (nxt.done == 0.0)
-        frame = (nxt.pipeline_state.qpos[0], nxt.pipeline_state.qvel[0]) if record else None
-        return (nxt, ret, length, alive), frame
-
-    init = (state, jnp.zeros(num_episodes), jnp.zeros(num_episodes, jnp.int32), jnp.ones(num_episodes, bool))
-    (_, returns, lengths, _), frames = jax.lax.scan(step, init, jax.random.split(k_act, episode_length))
-    if not record:
-        return returns, lengths, None
-    qpos = jnp.concatenate([state.pipeline_state.qpos[:1], frames[0]])
-    qvel = jnp.concatenate([state.pipeline_state.qvel[:1], frames[1]])
-    return returns, lengths, (qpos, qvel)
+    return evaluate(env, lambda obs, k: act(params, obs, k), key, num_episodes, episode_length, record)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -197,7 +174,7 @@ def run(args: argparse.Namespace) -> int:
             env = envs.make(config.env, physics=config.physics)
             renderable = getattr(env, "mj_model", None) is not None
             # One compile for every run: the params are an argument, the structure is shared.
-            rollout = jax.jit(functools.partial(mjx_rollout, env, policy.act),
+            rollout = jax.jit(functools.partial(mjx_episodes, env, policy.act),
                               static_argnames=("num_episodes", "episode_length", "record"),
                               compiler_options=envs.compiler_options(env))
         key = jax.random.PRNGKey(args.seed)
@@ -208,19 +185,19 @@ def run(args: argparse.Namespace) -> int:
                 physics = f" ({config.physics} physics)" if getattr(env, "physics", None) else ""
                 print(f"{tag}: mjx backend{physics}, {args.episodes} episode(s) of up to "
                       f"{env.episode_length} steps{note}...", flush=True)
-                returns, lengths, traj = jax.device_get(rollout(policy.params, key, num_episodes=args.episodes,
-                                                                episode_length=env.episode_length, record=record))
+                episodes = jax.device_get(rollout(policy.params, key, num_episodes=args.episodes,
+                                                  episode_length=env.episode_length, record=record))
+                returns, lengths = episodes.returns, episodes.lengths
                 if record and video_traj is None:
-                    video_traj = _trim(traj, int(lengths[0]))
+                    video_traj = _trim(episodes)
             else:
                 print(f"{tag}: gymnasium backend (C MuJoCo), {args.episodes} episode(s)...", flush=True)
                 returns, lengths = gymnasium_rollout(policy, config.env, args.episodes, args.seed)
             results.append(Result(r, policy.label, policy.seed, backend, np.asarray(returns), np.asarray(lengths)))
         if record and video_traj is None:  # gymnasium only: the video needs an MJX episode of its own
             print(f"{tag}: one mjx episode for the video...", flush=True)
-            _, lengths, traj = jax.device_get(rollout(policy.params, key, num_episodes=1,
-                                                      episode_length=env.episode_length, record=True))
-            video_traj = _trim(traj, int(lengths[0]))
+            video_traj = _trim(jax.device_get(rollout(policy.params, key, num_episodes=1,
+                                                      episode_length=env.episode_length, record=True)))
 
     print(format_table(results, show_runs=args.all_runs), flush=True)
     if want_video:
@@ -228,10 +205,10 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _trim(traj, length: int) -> _Trajectory:
-    """The initial state and the states after each step until termination."""
-    qpos, qvel = traj
-    return _Trajectory(qpos=qpos[: length + 1], qvel=qvel[: length + 1])
+def _trim(episodes) -> _Trajectory:
+    """Episode 0's initial state and its states after each step until termination."""
+    length = int(episodes.lengths[0])
+    return _Trajectory(qpos=episodes.qpos[: length + 1], qvel=episodes.qvel[: length + 1])
 
 
 def _write_video(env, traj: _Trajectory | None, path: pathlib.Path, renderable: bool, env_name: str) -> None:

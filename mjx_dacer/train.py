@@ -201,7 +201,7 @@ class TrainProgram:
             k_eval,
             self.config.eval_episodes,
             self.episode_length,
-        )
+        ).returns
         row["eval_returns"] = returns
         row["eval_return"] = jnp.mean(returns)
         row["eval_return_std"] = jnp.std(returns)
