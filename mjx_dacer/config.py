@@ -18,9 +18,12 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import importlib.resources
 import math
 import pathlib
+import re
 import typing
+from importlib.resources.abc import Traversable
 from typing import Any, Mapping
 
 import jax.numpy as jnp
@@ -289,14 +292,32 @@ def load_config(path: str | pathlib.Path | None = None, overrides: Mapping[str, 
     return from_dict(values)
 
 
-CONFIG_DIR = pathlib.Path(__file__).resolve().parent.parent / "configs"
+def preset_dir() -> Traversable:
+    """The folder of the YAML presets, wherever the package was loaded from.
+
+    The presets live in the repository's top-level ``configs/`` (the product
+    layout). A wheel ships them as package data in ``mjx_dacer/configs/``
+    (pyproject.toml), and in a regular install that is the only copy. An
+    editable install or the source tree has no such folder; there the
+    repository's ``configs/`` sits next to the package folder.
+    """
+    shipped = importlib.resources.files(__package__) / "configs"
+    if shipped.is_dir():
+        return shipped
+    return pathlib.Path(__file__).resolve().parent.parent / "configs"
+
+
+CONFIG_DIR = preset_dir()
 
 
 def preset_names() -> list[str]:
-    return sorted(p.stem for p in CONFIG_DIR.glob("*.yaml"))
+    """The names ``load_config`` accepts besides paths, e.g. "hopper", "quickstart"."""
+    if not CONFIG_DIR.is_dir():
+        return []
+    return sorted(p.name.removesuffix(".yaml") for p in CONFIG_DIR.iterdir() if p.name.endswith(".yaml"))
 
 
-def resolve_preset(path: str | pathlib.Path) -> pathlib.Path:
+def resolve_preset(path: str | pathlib.Path) -> pathlib.Path | Traversable:
     """A YAML path as given, or the preset of that name in ``configs/``."""
     p = pathlib.Path(path)
     if p.is_file():
@@ -310,7 +331,16 @@ def resolve_preset(path: str | pathlib.Path) -> pathlib.Path:
     raise ConfigError(f"config '{path}' is neither a file nor a preset{hint}; presets: {', '.join(names)}")
 
 
+def preset_for_env(env: str) -> str | None:
+    """The preset that carries a task's settings (Hopper-v5 -> "hopper", MultiGoal-v0 -> "multigoal"), or None."""
+    name = re.sub(r"-v\d+$", "", env).replace("-", "").lower()
+    if name not in preset_names():
+        return None
+    preset = yaml.safe_load(resolve_preset(name).read_text()) or {}
+    return name if preset.get("env") == env else None  # Hopper-v4 is not the Hopper-v5 preset
+
+
 __all__ = [
     "ACTIVATIONS", "Config", "ConfigError", "HPARAM_FIELDS", "HParams", "from_dict",
-    "load_config", "parse_overrides", "preset_names", "resolve_preset", "to_dict", "validate",
+    "load_config", "parse_overrides", "preset_for_env", "preset_names", "resolve_preset", "to_dict", "validate",
 ]
