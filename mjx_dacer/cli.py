@@ -1,21 +1,31 @@
 """`mjx-dacer`: train, sweep, evaluate and benchmark DACER from the command line.
 
-Bad input (unknown task, preset or key, wrong type, out-of-range values, an
-existing run directory) is reported as one line on stderr with exit status 2.
+Exit statuses, mapped in one place (`main`):
+
+    0    done
+    2    bad input: unknown task, preset or key, wrong type, out-of-range values,
+         an existing run directory or file at --out, a run directory without a
+         usable checkpoint or policy (one line on stderr, nothing written)
+    3    stopped: a run diverged (see --on-divergence)
+    130  stopped by Ctrl-C (SIGINT), 143 by SIGTERM; the newest checkpoint is kept
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime
+import logging
+import os
 import pathlib
 import shutil
 import sys
 from typing import Sequence
 
-from mjx_dacer.config import ConfigError, error_line, load_config, parse_overrides, preset_names
+from mjx_dacer.config import ConfigError, error_line, load_config, parse_overrides, preset_for_env, preset_names
+from mjx_dacer.errors import CheckpointError
 
 EXIT_USAGE = 2
+USER_ERRORS = (ConfigError, CheckpointError)  # one line on stderr, exit EXIT_USAGE
 
 EPILOG = """examples:
   mjx-dacer train --config quickstart
@@ -99,9 +109,7 @@ def _resolve_config(args: argparse.Namespace):
         overrides["env"] = args.env
     path = args.config
     if path is None and args.env is not None:
-        # A task's own preset carries the paper's Table 3 values for it.
-        preset = args.env.lower().removesuffix("-v5").removesuffix("-v0").replace("-", "")
-        path = preset if preset in preset_names() else None
+        path = preset_for_env(args.env)  # a task's own preset carries the paper's Table 3 values for it
     config = load_config(path, overrides)
     from mjx_dacer import envs
 
@@ -115,6 +123,8 @@ def _resolve_config(args: argparse.Namespace):
 
 def _prepare_out_dir(args: argparse.Namespace, env: str) -> pathlib.Path:
     out = args.out or _default_out(env)
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out} is a file, not a directory; choose another path")
     if out.exists() and any(out.iterdir()):
         if not args.overwrite:
             raise ConfigError(f"run directory {out} already holds files; pass --overwrite to replace it "
@@ -132,8 +142,10 @@ def _resume_target(args: argparse.Namespace, grid_specs: Sequence[str]):
     if not run_dir.is_dir():
         raise ConfigError(f"--resume {run_dir}: no such directory; pass the run directory of an earlier run")
     config, spec = read_run_dir(run_dir)
-    if not (run_dir / "checkpoints").is_dir():
-        raise ConfigError(f"--resume {run_dir}: the run wrote no checkpoint yet; start it again with --overwrite")
+    checkpoints = run_dir / "checkpoints"
+    if not checkpoints.is_dir() or not any(p.name.isdigit() for p in checkpoints.iterdir()):
+        raise ConfigError(f"--resume {run_dir}: the run stopped before its first checkpoint; start it again with "
+                          "--overwrite (or lower checkpoint_interval)")
     if args.env is not None or args.config is not None or args.overrides:
         given = to_dict(_resolve_config(args))
         stored = to_dict(config)
@@ -174,12 +186,20 @@ def _run(args: argparse.Namespace, grid_specs: Sequence[str]) -> int:
         runner.run(resume=args.resume is not None)
     except RunStopped as e:
         print(f"mjx-dacer: {e}", file=sys.stderr, flush=True)
+        if e.abandoned:
+            # A compile or chunk is still running in a worker thread and its result is not wanted:
+            # leave now, instead of letting interpreter shutdown wait for it.
+            sys.stdout.flush()
+            os._exit(e.exit_code)
         return e.exit_code
     print(f"done: {out}/ (summary.md, metrics.csv, curves.png, tb/, checkpoints/)", flush=True)
     return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    # orbax reports a damaged checkpoint file through absl's logger before raising; the runner
+    # already names each skipped checkpoint in one line, so keep the library's log off the terminal.
+    logging.getLogger("absl").setLevel(logging.CRITICAL)
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
@@ -195,7 +215,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             from mjx_dacer import bench
 
             return bench.run(args)
-    except ConfigError as e:
+    except USER_ERRORS as e:
         print(f"mjx-dacer: error: {error_line(e)}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:

@@ -2,16 +2,25 @@
 
 The host touches data only between chunks: it prints progress, appends to
 metrics.csv and TensorBoard, and redraws curves.png / summary.md.
+
+Stopping. Compiles and chunks run in a worker thread while the main thread
+waits in short steps, so signals are handled at once even during a long
+chunk: SIGTERM (what `timeout`, SLURM and Kubernetes send before a SIGKILL)
+abandons the chunk in progress and stops within a second, keeping the newest
+complete checkpoint; a first Ctrl-C (SIGINT) finishes the chunk, saying how
+long that should take, then checkpoints; a second one stops like SIGTERM.
 """
 
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
 import itertools
 import math
 import os
 import pathlib
 import signal
+import threading
 import time
 from typing import Any, Callable, Mapping, Sequence
 
@@ -100,11 +109,16 @@ def run_sharding(batch: int) -> NamedSharding | None:
 
 
 class RunStopped(Exception):
-    """The run stopped before its end; `exit_code` is what the CLI should return."""
+    """The run stopped before its end; `exit_code` is what the CLI should return.
 
-    def __init__(self, message: str, exit_code: int):
+    `abandoned`: a compile or chunk was still running in the worker thread when
+    the run stopped (SIGTERM, or a second Ctrl-C); its result is discarded.
+    """
+
+    def __init__(self, message: str, exit_code: int, abandoned: bool = False):
         super().__init__(message)
         self.exit_code = exit_code
+        self.abandoned = abandoned
 
 
 EXIT_DIVERGED = 3
@@ -146,10 +160,22 @@ class Runner:
         self.sharding = run_sharding(self.batch)
         options = envs.compiler_options(self.program.env)
         self._init = jax.jit(self.program.vmapped("init"), compiler_options=options)
+        # Sharded runs: the state leaves the chunk with the shardings it came in with, so the
+        # program compiled ahead for the first chunk fits every later one.
+        self._state_sharding = None if self.sharding is None else self._state_shardings()
+        out = {} if self.sharding is None else {"out_shardings": (self._state_sharding, self.sharding)}
         self._chunk = jax.jit(self.program.vmapped("run_chunk_guarded"), static_argnums=2, donate_argnums=0,
-                              compiler_options=options)
+                              compiler_options=options, **out)
         self._tb = None
-        self._stop_signal: int | None = None
+        self._stop_signal: int | None = None  # the first SIGINT / SIGTERM received
+        self._abandon = False  # stop now, without finishing the chunk in progress
+        self._notice_due = False  # a first Ctrl-C arrived: say what it waits for
+        self._last_chunk_seconds: float | None = None
+        self._task: str | None = None  # what the worker thread is doing: "compile", "chunk" or nothing
+        self._task_started = 0.0
+        self._saved: tuple[int, int] | None = None  # (chunks, iteration) of the newest complete checkpoint
+        self._compiled: dict[int, Any] = {}  # chunk length -> compiled chunk program
+        self._worker: concurrent.futures.ThreadPoolExecutor | None = None  # runs compiles and chunks (see `_call`)
 
     # ---------------------------------------------------------------- outputs
     def write_config(self) -> None:
@@ -201,6 +227,7 @@ class Runner:
 
     def _save(self, checkpointer: Checkpointer, chunks_done: int, ts: TrainState, rows: list[dict]) -> None:
         seconds, size = checkpointer.save(chunks_done, ts, rows)
+        self._saved = (chunks_done, sum(self.program.chunk_sizes[:chunks_done]))
         # The policy alone, next to the checkpoint: small and independent of the buffer.
         save_policy(
             self.out_dir / "policy.msgpack", self.config, jax.device_get(ts.agent.policy_params),
@@ -212,18 +239,21 @@ class Runner:
                       f"({checkpointer.directory})")
 
     # -------------------------------------------------------------------- run
-    def _shard(self, tree):
-        if self.sharding is None:
-            return tree
-        axes = self.program.state_axes()
-        return jax.tree.map(lambda a, x: jax.device_put(x, self.sharding) if a == 0 else x, axes, tree)
+    def _state_shardings(self) -> TrainState:
+        """Per leaf of the batched state: split over devices along the run axis, or replicated (shared counters)."""
+        replicated = NamedSharding(self.sharding.mesh, PartitionSpec())
+        return jax.tree.map(lambda a: self.sharding if a == 0 else replicated, self.program.state_axes(),
+                            is_leaf=lambda a: a is None)
 
-    def initial_state(self) -> TrainState:
+    def _shard(self, tree):
+        return tree if self.sharding is None else jax.device_put(tree, self._state_sharding)
+
+    def _initial_state(self) -> TrainState:
         keys, hparams = stacked_inputs(self.config, self.spec)
         if self.sharding is not None:
             keys, hparams = jax.device_put((keys, hparams), self.sharding)
         self.hparams = hparams
-        return self._init(keys, hparams)
+        return self._shard(self._call("compile", lambda: jax.block_until_ready(self._init(keys, hparams))))
 
     def _restore(self, checkpointer: Checkpointer) -> tuple[TrainState, int, list[dict]]:
         keys, hparams = stacked_inputs(self.config, self.spec)
@@ -234,6 +264,7 @@ class Runner:
         restored = checkpointer.restore(abstract)
         for line in restored.skipped:
             self.progress(f"warning: skipped {line}")
+        self._saved = (restored.chunks_done, sum(self.program.chunk_sizes[:restored.chunks_done]))
         # Rows written after the checkpoint belong to the discarded continuation.
         csv = self.out_dir / "metrics.csv"
         csv.unlink(missing_ok=True)
@@ -241,49 +272,120 @@ class Runner:
         return self._shard(restored.state), restored.chunks_done, restored.rows
 
     def _handle_signal(self, signum, frame) -> None:
-        if self._stop_signal is not None:  # second signal: give up on the chunk at once
-            raise KeyboardInterrupt
+        # Flags only: `_check_signals` reports (printing inside a handler can re-enter a print).
+        if self._stop_signal is not None or signum == signal.SIGTERM:
+            self._abandon = True  # the exit status follows the signal that stopped the run
         self._stop_signal = signum
-        self.progress(f"{signal.Signals(signum).name}: stopping after the current chunk (again to abandon it)")
+        self._notice_due = not self._abandon
+
+    def _interrupt_notice(self) -> str:
+        """What a first Ctrl-C will wait for, given what the worker is doing now."""
+        if self._task == "chunk" and self._last_chunk_seconds is not None:
+            left = max(self._last_chunk_seconds - (time.perf_counter() - self._task_started), 1.0)
+            wait = f"finishing the current chunk (about {_duration(left)} left at the last chunk's speed)"
+        elif self._task == "chunk":
+            wait = "finishing the current chunk (the first one: its length is not known yet)"
+        elif self._task == "compile":
+            wait = "compiling, then running the current chunk"
+        else:
+            wait = "stopping after this chunk's checkpoint"
+        return f"{signal.Signals(self._stop_signal).name}: {wait}; press Ctrl-C again to stop at once without it"
+
+    def _stopped_now(self) -> RunStopped:
+        """The error for a run abandoned mid-chunk: what is kept and how to go on."""
+        name = signal.Signals(self._stop_signal).name
+        if self._saved is None:
+            kept = "no checkpoint had been written yet: start the run again"
+        else:
+            kept = (f"the newest checkpoint (chunk {self._saved[0]}, iteration {self._saved[1]}) is intact; "
+                    f"resume with: mjx-dacer train --resume {self.out_dir}")
+        return RunStopped(f"{name}: stopped without finishing the chunk in progress; {kept}",
+                          SIGNAL_EXIT[self._stop_signal], abandoned=True)
+
+    def _check_signals(self) -> None:
+        if self._notice_due:
+            self._notice_due = False
+            self.progress(self._interrupt_notice())
+        if self._abandon:
+            raise self._stopped_now()
+
+    def _call(self, task: str, fn: Callable):
+        """fn() (a compile or a chunk; it must block until its result is ready) in the worker thread.
+
+        The main thread waits in 0.1 s steps and stays in Python meanwhile, so
+        the signal handler runs at once and a SIGTERM never waits for the
+        compile or chunk to end.
+        """
+        self._task, self._task_started = task, time.perf_counter()
+        future = self._worker.submit(fn)
+        try:
+            while True:
+                self._check_signals()
+                try:
+                    return future.result(timeout=0.1)
+                except concurrent.futures.TimeoutError:
+                    continue
+        finally:
+            self._task = None
+
+    def _compiled_chunk(self, ts: TrainState, n: int, frozen: jax.Array):
+        """The program of an n-iteration chunk, compiled ahead of its first call.
+
+        Compiling apart from running keeps compile time out of the chunk's
+        speed and out of the time a Ctrl-C is told the chunk needs.
+        """
+        if n not in self._compiled:
+            t0 = time.perf_counter()
+            lowered = self._chunk.lower(ts, self.hparams, n, frozen)  # tracing: quick
+            self._compiled[n] = self._call("compile", lowered.compile)
+            self.progress(f"compiled the {n}-iteration chunk program in {time.perf_counter() - t0:.1f} s")
+        return self._compiled[n]
 
     def run(self, resume: bool = False) -> TrainState:
         """Train to the end (or from the newest usable checkpoint with `resume=True`)."""
         cfg = self.config
         checkpointer = Checkpointer(self.out_dir, self.checkpoints_to_keep)
-        if resume:
-            ts, start_chunk, all_rows = self._restore(checkpointer)
-        else:
-            self.write_config()
-            ts, start_chunk, all_rows = self.initial_state(), 0, []
-        sizes = self.program.chunk_sizes
-        frozen = jnp.zeros(self.batch, bool)
-        if all_rows:
+        # Signal handlers can only be installed from the main thread (not, e.g., from a worker thread of a notebook).
+        in_main = threading.current_thread() is threading.main_thread()
+        previous = {s: signal.signal(s, self._handle_signal) for s in SIGNAL_EXIT} if in_main else {}
+        self._worker = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="mjx-dacer-run")
+        try:
+            sizes = self.program.chunk_sizes
+            if resume:
+                ts, start_chunk, all_rows = self._restore(checkpointer)
+            else:
+                self.write_config()
+                start_chunk, all_rows = 0, []
+            done_iters = sum(sizes[:start_chunk])
+            self.progress(
+                f"{cfg.env}: {self.batch} run(s) ({len(self.spec.grid)} grid point(s) x {len(self.spec.seeds)} "
+                f"seed(s)), {cfg.total_iterations} iterations x {cfg.num_envs} envs in {len(sizes)} chunk(s) on "
+                f"{len(jax.local_devices())} {jax.default_backend()} device(s)"
+                + (f"; resuming after chunk {start_chunk} (iteration {done_iters})" if resume else "")
+                + "; compiling..."
+            )
+            if not resume:
+                ts = self._initial_state()
+            frozen = jnp.zeros(self.batch, bool)
             for row in all_rows[-self.batch:]:
                 frozen = frozen.at[int(row["run"])].set(bool(row.get("frozen", 0.0)))
-        done_iters = sum(sizes[:start_chunk])
-        self.progress(
-            f"{cfg.env}: {self.batch} run(s) ({len(self.spec.grid)} grid point(s) x {len(self.spec.seeds)} seed(s)), "
-            f"{cfg.total_iterations} iterations x {cfg.num_envs} envs in {len(sizes)} chunk(s) on "
-            f"{len(jax.local_devices())} {jax.default_backend()} device(s)"
-            + (f"; resuming after chunk {start_chunk} (iteration {done_iters})" if resume else "")
-            + "; compiling..."
-        )
-        previous = {s: signal.signal(s, self._handle_signal) for s in SIGNAL_EXIT}
-        start, start_iters = time.perf_counter(), done_iters
-        try:
+            run_seconds, start_iters = 0.0, done_iters  # run time excludes compiles
             for c in range(start_chunk, len(sizes)):
                 n = sizes[c]
+                chunk = self._compiled_chunk(ts, n, frozen)
                 t0 = time.perf_counter()
-                ts, metrics = self._chunk(ts, self.hparams, n, frozen)
+                ts, metrics = self._call("chunk", lambda: jax.block_until_ready(chunk(ts, self.hparams, frozen)))
                 metrics = jax.device_get(metrics)
                 dt = time.perf_counter() - t0
+                self._last_chunk_seconds = dt
+                run_seconds += dt
                 done_iters += n
                 rows = self.rows(metrics)
                 all_rows.extend(rows)
                 report.append_rows(self.out_dir / "metrics.csv", rows)
                 self._log_tensorboard(rows)
                 self._refresh_reports()
-                self._report_progress(c, len(sizes), n, dt, metrics, done_iters, start, start_iters)
+                self._report_progress(c, len(sizes), n, dt, metrics, done_iters, run_seconds, start_iters)
                 diverged = [r for r in rows if r["diverged"] == 1.0]
                 for r in diverged:
                     self.progress(
@@ -299,8 +401,10 @@ class Runner:
                     )
                 frozen = jnp.asarray(metrics["frozen"], bool)
                 last = c == len(sizes) - 1
+                self._check_signals()
                 if last or (c + 1) % cfg.checkpoint_interval == 0 or self._stop_signal is not None:
                     self._save(checkpointer, c + 1, ts, all_rows)
+                self._check_signals()
                 if self._stop_signal is not None and not last:
                     raise RunStopped(
                         f"interrupted after chunk {c + 1}/{len(sizes)} (iteration {done_iters}); "
@@ -310,6 +414,7 @@ class Runner:
         finally:
             for s, handler in previous.items():
                 signal.signal(s, handler)
+            self._worker.shutdown(wait=False)  # an abandoned chunk may still be running: not waited for
             if self._tb is not None:
                 for w in self._tb:
                     w.close()
@@ -317,10 +422,9 @@ class Runner:
             checkpointer.close()
         return ts
 
-    def _report_progress(self, c, num_chunks, n, dt, metrics, done_iters, start, start_iters) -> None:
+    def _report_progress(self, c, num_chunks, n, dt, metrics, done_iters, run_seconds, start_iters) -> None:
         cfg = self.config
-        elapsed = time.perf_counter() - start
-        eta = elapsed / max(done_iters - start_iters, 1) * (cfg.total_iterations - done_iters)
+        eta = run_seconds / max(done_iters - start_iters, 1) * (cfg.total_iterations - done_iters)
         live = metrics["frozen"] == 0
         eval_returns = metrics["eval_return"][live] if live.any() else np.array([np.nan])
         self.progress(

@@ -118,10 +118,48 @@ def test_seeds_are_sharded_over_local_devices(tmp_path):
         f"r = Runner(cfg, RunSpec(grid=({{}},), seeds=(0, 1)), {str(tmp_path)!r}, progress=lambda s: None)\n"
         "ts = r.run()\n"
         "print(len(jax.devices()), len(ts.agent.log_alpha.sharding.device_set))\n"
+        "r = Runner(cfg, RunSpec(grid=({},), seeds=(0, 1)), " + repr(str(tmp_path)) + ", progress=lambda s: None)\n"
+        "ts = r.run(resume=True)  # a finished run: restores its checkpoint, shards it and runs nothing\n"
+        "print(len(ts.agent.log_alpha.sharding.device_set))\n"
     )
     out = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=900,
         env={**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2"},
     )
     assert out.returncode == 0, out.stderr
-    assert out.stdout.split()[-2:] == ["2", "2"]
+    assert out.stdout.split()[-3:] == ["2", "2", "2"]
+
+
+def assert_one_line_error(out, fragment):
+    assert out.returncode == 2, out.stdout + out.stderr
+    assert out.stderr.startswith("mjx-dacer: error: ") and fragment in out.stderr, out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1 and "Traceback" not in out.stderr, out.stderr
+
+
+def test_out_pointing_at_a_file_is_refused(tmp_path):
+    target = tmp_path / "notes.txt"
+    target.write_text("keep me")
+    out = cli("train", "--config", "quickstart", "--out", str(target))
+    assert_one_line_error(out, "is a file, not a directory")
+    assert target.read_text() == "keep me"
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["bench", "envs", "--envs", "Foo"], "unknown environment 'Foo'"),
+    (["bench", "train", "--envs", "Hopper-v9"], "Hopper-v5"),
+])
+def test_benchmark_task_names_are_checked(args, fragment):
+    assert_one_line_error(cli(*args), fragment)
+
+
+def test_resume_with_every_checkpoint_damaged_is_a_clear_error(tmp_path):
+    run = tmp_path / "run"
+    assert cli("train", "--config", "multigoal", *sets(), "--out", str(run)).returncode == 0
+    for step in (run / "checkpoints").iterdir():
+        for f in step.rglob("*"):
+            if f.is_file() and f.stat().st_size > 64:
+                f.write_bytes(f.read_bytes()[: f.stat().st_size // 2])
+    csv_before = (run / "metrics.csv").read_text()
+    out = cli("train", "--resume", str(run))
+    assert_one_line_error(out, "no usable checkpoint")
+    assert (run / "metrics.csv").read_text() == csv_before  # nothing rewritten

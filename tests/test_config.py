@@ -50,3 +50,15 @@ def test_unknown_preset_suggests_a_close_name():
 def test_hparams_are_the_shape_free_fields():
     hp = Config().replace(noise_scale=0.15).hparams()
     assert float(hp.noise_scale) == pytest.approx(0.15) and float(hp.gamma) == pytest.approx(0.99)
+
+
+def test_each_task_finds_its_preset():
+    from mjx_dacer import envs
+    from mjx_dacer.config import preset_for_env
+
+    assert {env: preset_for_env(env) for env in envs.names()} == {
+        "Humanoid-v5": "humanoid", "Ant-v5": "ant", "HalfCheetah-v5": "halfcheetah", "Walker2d-v5": "walker2d",
+        "Hopper-v5": "hopper", "InvertedDoublePendulum-v5": "inverteddoublependulum", "Pusher-v5": "pusher",
+        "Swimmer-v5": "swimmer", "MultiGoal-v0": "multigoal",
+    }
+    assert preset_for_env("Foo-v5") is None and preset_for_env("Hopper-v4") is None

@@ -26,6 +26,8 @@ import sys
 import tempfile
 import time
 
+from mjx_dacer.config import ConfigError
+
 DEFAULT_BATCH_SIZES_CPU = (1, 20, 1024)
 DEFAULT_BATCH_SIZES_ACCELERATOR = (1, 20, 1024, 4096)
 # Auto step counts: about this many environment steps per timed call.
@@ -64,7 +66,10 @@ def run(args: argparse.Namespace) -> int:
 
     for name in args.envs:
         if name not in envs.names():
-            envs.make(name)  # raises the registry's ValueError with suggestions
+            try:
+                envs.make(name)  # the registry's error lists the tasks and suggests a close match
+            except ValueError as e:
+                raise ConfigError(f"--envs: {e}") from None
     accelerator = jax.default_backend() != "cpu"
     batch_sizes = args.batch_sizes or (DEFAULT_BATCH_SIZES_ACCELERATOR if accelerator else DEFAULT_BATCH_SIZES_CPU)
     header = _header(args)

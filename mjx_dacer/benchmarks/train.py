@@ -39,9 +39,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _config(env: str, overrides):
-    from mjx_dacer.config import parse_overrides
+    from mjx_dacer.config import ConfigError, parse_overrides, preset_for_env
 
-    preset = env.lower().removesuffix("-v5").replace("-", "")
+    preset = preset_for_env(env)
+    if preset is None:
+        try:
+            envs.make(env)  # the registry's error lists the tasks and suggests a close match
+        except ValueError as e:
+            raise ConfigError(f"--envs: {e}") from None
+        raise ConfigError(f"--envs: {env} has no preset in configs/")
     values = {"warmup_steps": 0, "buffer_capacity": 100_000, **parse_overrides(overrides)}
     return load_config(preset, values)
 
@@ -127,9 +133,10 @@ def run(args: argparse.Namespace) -> int:
         "| host loop iter/s (1 seed) | on-device speed-up |",
         "|---|---|---|---|---|---|---|---|",
     ]
+    configs = {env: _config(env, args.overrides) for env in args.envs}  # bad input fails before any compile
     print("\n".join(lines), flush=True)
     for env in args.envs:
-        program = make_train(_config(env, args.overrides))
+        program = make_train(configs[env])
         host_ips = None
         if args.host_loop:
             host_ips = 1.0 / time_host_loop(program, args.iterations, args.repeats)
