@@ -3,7 +3,10 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
-EXTRAS ?= test
+# On a machine with an NVIDIA GPU, install the CUDA build of jaxlib and train a real task.
+GPU    := $(shell nvidia-smi -L >/dev/null 2>&1 && echo yes)
+EXTRAS ?= test$(if $(GPU),$(comma)cuda)
+comma  := ,
 
 .PHONY: venv test test-slow train bench clean
 
@@ -27,8 +30,21 @@ test: venv
 test-slow: venv
 	$(PY) -m pytest -q -m slow tests
 
+# A GPU: DACER on Hopper-v5 with the paper's settings, 5 seeds in one program; the
+# progress line shows the ETA from the first chunk on. A CPU: the quickstart preset.
+GPU_RUN := runs/make-train-hopper
 train: venv
-	$(VENV)/bin/mjx-dacer train --config configs/quickstart.yaml
+ifeq ($(GPU),yes)
+	@echo "make train: NVIDIA GPU found: DACER on Hopper-v5, paper settings (1.5M iterations, 30M env steps per seed),"
+	@echo "  5 seeds in one program, into $(GPU_RUN)/; the ETA is printed after each chunk. Ctrl-C stops after"
+	@echo "  the current chunk; running make train again continues the run from its newest checkpoint."
+	@if [ -f $(GPU_RUN)/config.yaml ]; then $(VENV)/bin/mjx-dacer train --resume $(GPU_RUN); \
+	else $(VENV)/bin/mjx-dacer train --env Hopper-v5 --seeds 5 --out $(GPU_RUN); fi
+else
+	@echo "make train: no NVIDIA GPU: the CPU-sized quickstart preset (Multi-goal, 4000 iterations, about 2 minutes"
+	@echo "  on 2 cores) into runs/make-train-quickstart/"
+	$(VENV)/bin/mjx-dacer train --config quickstart --out runs/make-train-quickstart --overwrite
+endif
 
 bench: venv
 	$(VENV)/bin/mjx-dacer bench gmm
