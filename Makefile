@@ -19,13 +19,8 @@ $(STAMP): pyproject.toml constraints.txt
 	@touch $(STAMP)
 
 # pytest's exit status 5 means "no tests collected"; it is not a failure.
-# The training-program tests run in a process of their own: after the whole
-# environment suite (16 MJX compiles) in the same process, XLA:CPU crashed
-# (SIGSEGV/SIGABRT) compiling the next program there, twice; alone they pass.
-PYTEST := $(PY) -m pytest -q -m "not slow"
 test: venv
-	$(PYTEST) tests --ignore=tests/test_train.py; rc=$$?; [ $$rc -eq 5 ] && rc=0; [ $$rc -eq 0 ] || exit $$rc; \
-	$(PYTEST) tests/test_train.py; rc=$$?; [ $$rc -eq 5 ] && rc=0; exit $$rc
+	$(PY) -m pytest -q -m "not slow" tests; rc=$$?; [ $$rc -eq 5 ] && rc=0; exit $$rc
 
 test-slow: venv
 	$(PY) -m pytest -q -m slow tests

@@ -11,6 +11,8 @@ Gymnasium's C-MuJoCo environments (the fidelity reference) come from
 from __future__ import annotations
 
 import dataclasses
+import gc
+import os
 from typing import Callable
 
 import jax
@@ -42,9 +44,37 @@ class CompiledEnv:
     initial_state: Callable
 
 
+_COMPILED_ENVS: dict[tuple[str, str], CompiledEnv] = {}
+
+# Every compiled XLA:CPU program holds memory mappings (about 1000 per MJX program), and a
+# process may have at most vm.max_map_count (65530 by default) of them. The whole suite in
+# one process outgrows that; the next compile then aborts inside LLVM ("Unable to allocate
+# section memory", SIGABRT), which is what once made the suite run in two processes.
+# So after each test, past this many mappings, the compiled programs are dropped (and
+# recompiled if a later test needs them).
+MAX_MAPPINGS = 40_000
+
+
+def _mappings() -> int:
+    try:
+        with open(f"/proc/{os.getpid()}/maps") as f:
+            return sum(1 for _ in f)
+    except OSError:  # not Linux: no such limit to watch
+        return 0
+
+
+@pytest.fixture(autouse=True)
+def _release_compiled_programs_when_mappings_run_high():
+    yield
+    if _mappings() > MAX_MAPPINGS:
+        _COMPILED_ENVS.clear()
+        jax.clear_caches()
+        gc.collect()
+
+
 @pytest.fixture(scope="session")
 def compiled_env() -> Callable[[str, str], CompiledEnv]:
-    cache: dict[tuple[str, str], CompiledEnv] = {}
+    cache = _COMPILED_ENVS
 
     def get(name: str, physics: str) -> CompiledEnv:
         if (name, physics) not in cache:

@@ -164,9 +164,13 @@ def test_sigterm_during_the_compile_stops_at_once_and_resume_says_why_it_cannot(
 @pytest.mark.slow
 @pytest.mark.parametrize("task", MUJOCO_TASKS)
 def test_every_mujoco_task_trains_resumes_and_evaluates(task, cli_env, tmp_path):
-    run = interrupt_and_resume(cli_env, task, tmp_path, [*TINY, "total_iterations=6"])
+    values = [*TINY, "total_iterations=6"]
+    run = interrupt_and_resume(cli_env, task, tmp_path, values)
     rows = report.read_rows(run / "metrics.csv")
     assert [r["iteration"] for r in rows] == [2, 4, 6] and (run / "policy.msgpack").is_file()
+    full = cli(cli_env, "train", "--env", task, *sets(values), "--out", str(tmp_path / "full"))
+    assert full.returncode == 0, full.stdout + full.stderr
+    assert rows == report.read_rows(tmp_path / "full" / "metrics.csv")
     out = cli(cli_env, "eval", str(run), "--backend", "both", "--episodes", "1")
     assert out.returncode == 0, out.stdout + out.stderr
     assert "gymnasium" in out.stdout
