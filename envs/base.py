@@ -33,6 +33,7 @@ import numpy as np
 from brax.envs.base import PipelineEnv, State
 from mujoco import mjx
 
+from mjx_dacer import cpu_threads
 from mjx_dacer.envs import physics as physics_lib
 
 Metrics = dict[str, jax.Array]
@@ -124,6 +125,7 @@ class MujocoTask(PipelineEnv):
 
     def __init__(self, physics: str = physics_lib.DEFAULT_PROFILE, frame_skip: int | None = None):
         self.physics = physics_lib.validate_profile(physics)
+        cpu_threads.warn_if_unsafe()
         self.physics_changes = tuple(self.physics_profiles[physics])
         self.mj_model = load_model(self.xml_file, self.physics_changes)
         if frame_skip is not None:

@@ -3,6 +3,13 @@
 import contextlib as _contextlib
 import io as _io
 
+from mjx_dacer import cpu_threads as _cpu_threads
+
+# Before anything can start a JAX backend: on jaxlib <= 0.11.0, give XLA:CPU's
+# intra-op pool one thread, or MJX's batched Cholesky kernels can deadlock it
+# (see mjx_dacer.cpu_threads). CPU_THREADS records what was decided.
+CPU_THREADS = _cpu_threads.limit()
+
 # mujoco.mjx prints a line to stdout when its optional Warp backend is not
 # installed; that backend is never used here, so keep the notice out of the CLI's output.
 with _contextlib.redirect_stdout(_io.StringIO()):
@@ -10,7 +17,7 @@ with _contextlib.redirect_stdout(_io.StringIO()):
 
 from mjx_dacer.config import Config, ConfigError, HParams, load_config  # noqa: E402
 
-__all__ = ["Config", "ConfigError", "HParams", "load_config", "load_policy", "make_train"]
+__all__ = ["CPU_THREADS", "Config", "ConfigError", "HParams", "load_config", "load_policy", "make_train"]
 __version__ = "0.1.0"
 
 

@@ -8,12 +8,14 @@ column; throughput is the best of ``--repeats`` timed calls after compiling,
 in environment steps (N per wrapper step) per second.
 
 Each row runs in a child process, so one row's compiled programs and memory
-never slow the next, and a row that wedges does not take the table with it:
-jaxlib 0.10.2's CPU LAPACK kernels (MJX's Cholesky solves) can deadlock
-XLA:CPU's intra-op thread pool on machines with few cores and large batches
-(every pool thread parks in a batched Cholesky waiting for sub-tasks queued
-behind itself). A child that uses no CPU for ``--stall-seconds`` is reported
-as stalled and killed; one that runs past ``--row-timeout`` as timed out.
+never slow the next, and a row that wedges does not take the table with it.
+On the CPU, ``--cpu-threads 1 2`` runs every row once per XLA:CPU intra-op
+pool size (``PJRT_NPROC`` in the child), side by side: what the one-thread
+pool that `mjx_dacer.cpu_threads` chooses on jaxlib <= 0.11.0 costs or saves,
+and, with more threads, the deadlock it prevents (every pool thread parked in
+a batched Cholesky waiting for chunks queued behind itself). A child that
+uses no CPU for ``--stall-seconds`` is reported as stalled and killed; one
+that runs past ``--row-timeout`` as timed out.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import sys
 import tempfile
 import time
 
+from mjx_dacer import cpu_threads
 from mjx_dacer.config import ConfigError
 
 DEFAULT_BATCH_SIZES_CPU = (1, 20, 1024)
@@ -46,6 +49,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--steps", type=int, default=None,
         help="wrapper steps per timed call (default: about 4096 env steps per call on CPU, 1e6 on GPU, within [8, 1000])",
+    )
+    parser.add_argument(
+        "--cpu-threads", nargs="+", type=int, default=None, metavar="N",
+        help="CPU backend: run each row with each of these XLA:CPU intra-op pool sizes (PJRT_NPROC); "
+        "default: this process's pool",
     )
     parser.add_argument("--repeats", type=int, default=2, help="timed calls per row; the best is reported")
     parser.add_argument("--seed", type=int, default=0)
@@ -72,6 +80,10 @@ def run(args: argparse.Namespace) -> int:
                 raise ConfigError(f"--envs: {e}") from None
     accelerator = jax.default_backend() != "cpu"
     batch_sizes = args.batch_sizes or (DEFAULT_BATCH_SIZES_ACCELERATOR if accelerator else DEFAULT_BATCH_SIZES_CPU)
+    if args.cpu_threads and (accelerator or min(args.cpu_threads) < 1):
+        raise ConfigError("--cpu-threads: positive pool sizes, on the CPU backend only")
+    # None: the child inherits this process's pool size (PJRT_NPROC as mjx_dacer set it).
+    thread_counts = args.cpu_threads or [None]
     header = _header(args)
     rows: list[str] = []
     _emit(header, rows, args.out)
@@ -81,16 +93,19 @@ def run(args: argparse.Namespace) -> int:
                 continue  # no physics engine: one row set is enough
             for batch in batch_sizes:
                 steps = args.steps or _auto_steps(batch, accelerator)
-                result = measure_in_child(name, profile, batch, steps, args, watch_stalls=not accelerator)
-                if "error" in result:
-                    figures = f"{result['error']} | - "
-                else:
-                    figures = f"{result['steps_per_second']:,.0f} | {result['compile_s']:.1f} "
-                rows.append(
-                    f"| {name} | {profile if name != 'MultiGoal-v0' else '-'} | {batch} | {figures}| {steps} |"
-                )
-                print(rows[-1], file=sys.stderr, flush=True)
-                _emit(header, rows, args.out)
+                for threads in thread_counts:
+                    result = measure_in_child(name, profile, batch, steps, args, not accelerator, threads)
+                    if "error" in result:
+                        figures = f"{result['error']} | - "
+                    else:
+                        figures = f"{result['steps_per_second']:,.0f} | {result['compile_s']:.1f} "
+                    pool = "-" if accelerator else str(threads or cpu_threads.pool_size())
+                    rows.append(
+                        f"| {name} | {profile if name != 'MultiGoal-v0' else '-'} | {batch} | {pool} | {figures}"
+                        f"| {steps} |"
+                    )
+                    print(rows[-1], file=sys.stderr, flush=True)
+                    _emit(header, rows, args.out)
     if not args.out:
         print("\n".join([header, *rows]))
     return 0
@@ -129,12 +144,14 @@ def measure(name: str, profile: str, batch: int, steps: int, repeats: int, seed:
 
 
 def measure_in_child(
-    name: str, profile: str, batch: int, steps: int, args: argparse.Namespace, watch_stalls: bool = True
+    name: str, profile: str, batch: int, steps: int, args: argparse.Namespace, watch_stalls: bool = True,
+    cpu_threads: int | None = None,
 ) -> dict:
     """`measure` in a fresh Python process, watched for stalls and the row time limit.
 
     Stalls are watched on the CPU backend only: a process waiting on a GPU
-    legitimately uses no CPU.
+    legitimately uses no CPU. ``cpu_threads`` sets the child's XLA:CPU pool
+    size (PJRT_NPROC); None keeps this process's.
 
     Returns `measure`'s dict, or ``{"error": text}`` for a row that stalled,
     timed out or failed.
@@ -143,7 +160,11 @@ def measure_in_child(
                str(args.repeats), str(args.seed)]
     # Files, not pipes: a child blocked on a full pipe would look stalled.
     out, err = tempfile.TemporaryFile("w+"), tempfile.TemporaryFile("w+")
-    child = subprocess.Popen(command, stdout=out, stderr=err, text=True)
+    env = dict(os.environ)
+    if cpu_threads is not None:
+        env.pop("NPROC", None)
+        env["PJRT_NPROC"] = str(cpu_threads)
+    child = subprocess.Popen(command, stdout=out, stderr=err, text=True, env=env)
     start = last_busy = time.monotonic()
     last_cpu = _cpu_seconds(child.pid)
     error = None
@@ -203,8 +224,8 @@ def _header(args: argparse.Namespace) -> str:
         "`lax.scan` of `steps` steps; env steps/s counts every environment; compile = lower + XLA compile of "
         f"that scan; best of {args.repeats} timed calls",
         "",
-        "| task | physics | batch | env steps/s | compile (s) | steps timed |",
-        "|---|---|---:|---:|---:|---:|",
+        "| task | physics | batch | XLA:CPU threads | env steps/s | compile (s) | steps timed |",
+        "|---|---|---:|---:|---:|---:|---:|",
     ])
 
 
