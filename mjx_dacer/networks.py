@@ -32,18 +32,32 @@ ACTIVATION_FNS: dict[str, Callable[[jax.Array], jax.Array]] = {
 
 
 def sinusoidal_embedding(t: jax.Array, dim: int = TIME_FEATURES) -> jax.Array:
-    """Transformer-style features of an integer step index.
+    """Scaled sinusoidal features of an integer step index (DACER_SPEC §5, the authors' code).
 
     Args:
       t: step indices, shape (B,) or scalar, values in {0, ..., T-1}.
-      dim: number of features (even); frequencies 10000^(-i/(dim/2 - 1)).
+      dim: number of features (even); frequencies f_i = 10000^(-i/(dim/2)), i = 0..dim/2-1.
     Returns:
-      (B, dim) array: [sin(t * f_i), cos(t * f_i)].
+      (B, dim) array: [sin(t * f_i), cos(t * f_i)] / sqrt(dim).
     """
     half = dim // 2
-    freqs = jnp.exp(-math.log(10000.0) * jnp.arange(half) / (half - 1))
+    freqs = jnp.exp(-math.log(10000.0) * jnp.arange(half) / half)
     angles = jnp.asarray(t, jnp.float32)[..., None] * freqs
-    return jnp.concatenate([jnp.sin(angles), jnp.cos(angles)], axis=-1)
+    return jnp.concatenate([jnp.sin(angles), jnp.cos(angles)], axis=-1) / math.sqrt(dim)
+
+
+# The reference networks' dense-layer initialisation (DACER_SPEC §5): weights from a
+# normal of std 1/sqrt(fan_in) truncated to +-2 std, without rescaling for the
+# truncation, so their actual std is 0.8796/sqrt(fan_in); biases zero. jax's
+# truncated-normal variance scaling divides by that 0.8796 to undo the truncation,
+# so asking it for variance 0.8796^2 / fan_in gives exactly the reference's draw.
+TRUNCATED_NORMAL_STD = 0.87962566103423978  # std of a standard normal truncated to [-2, 2]
+dense_init = nn.initializers.variance_scaling(TRUNCATED_NORMAL_STD**2, "fan_in", "truncated_normal")
+
+
+def Dense(features: int) -> nn.Dense:
+    """A dense layer initialised as the reference's (see `dense_init`)."""
+    return nn.Dense(features, kernel_init=dense_init)
 
 
 class MLP(nn.Module):
@@ -57,8 +71,8 @@ class MLP(nn.Module):
     def __call__(self, x: jax.Array) -> jax.Array:
         act = ACTIVATION_FNS[self.activation]
         for width in self.hidden_sizes:
-            x = act(nn.Dense(width)(x))
-        return nn.Dense(self.out_size)(x)
+            x = act(Dense(width)(x))
+        return Dense(self.out_size)(x)
 
 
 class NoisePredictor(nn.Module):
@@ -77,7 +91,7 @@ class NoisePredictor(nn.Module):
         """obs (B, S), noisy_action (B, A), t (B,) or scalar int -> predicted noise (B, A)."""
         t = jnp.broadcast_to(t, noisy_action.shape[:-1])
         temb = sinusoidal_embedding(t)
-        temb = nn.Dense(TIME_FEATURES)(mish(nn.Dense(TIME_HIDDEN)(temb)))
+        temb = Dense(TIME_FEATURES)(mish(Dense(TIME_HIDDEN)(temb)))
         x = jnp.concatenate([obs, noisy_action, temb], axis=-1)
         return MLP(self.hidden_sizes, self.action_size, self.activation)(x)
 

@@ -15,6 +15,7 @@ def test_presets_carry_the_papers_table3_values():
         assert cfg.noise_scale == (0.15 if big else 0.1), name
         assert cfg.warmup_steps == (200_000 if big else 30_000), name
         assert cfg.hidden_sizes == ((512,) * 3 if name == "humanoid" else (256,) * 3), name
+        assert cfg.critic_hidden_sizes == (256,) * 3, name  # Table 3 widens only the noise network
         assert (cfg.num_envs, cfg.total_iterations, cfg.eval_interval, cfg.batch_size) == (20, 1_500_000, 15_000, 256)
         assert (cfg.lr_actor, cfg.lr_critic, cfg.lr_alpha, cfg.diffusion_steps) == (1e-4, 1e-4, 3e-2, 20)
 

@@ -115,7 +115,31 @@ def test_gradients_through_the_noise_network_are_finite_and_nonzero():
 
 
 def test_time_embedding():
+    # DACER_SPEC §5: frequencies 10000^(-i/8), i = 0..7, sin and cos, scaled by 1/sqrt(16).
     emb = sinusoidal_embedding(jnp.arange(20))
     assert emb.shape == (20, 16)
-    freqs = np.exp(-np.log(10000.0) * np.arange(8) / 7)
-    np.testing.assert_allclose(emb[5], np.concatenate([np.sin(5 * freqs), np.cos(5 * freqs)]), atol=1e-5)
+    freqs = 10000.0 ** (-np.arange(8) / 8)
+    for t in (0, 5, 19):
+        expected = np.concatenate([np.sin(t * freqs), np.cos(t * freqs)]) / 4.0
+        np.testing.assert_allclose(emb[t], expected, atol=1e-6)
+
+
+def test_dense_initialisation_matches_the_reference():
+    # DACER_SPEC §5: N(0, 1/fan_in) truncated at +-2 std, not rescaled: std 0.8796 / sqrt(fan_in)
+    # (the closed form for a standard normal truncated to [-2, 2]), biases zero.
+    from scipy import stats
+
+    params = NoisePredictor(action_size=4, hidden_sizes=(512, 512)).init(
+        jax.random.PRNGKey(0), jnp.zeros((1, 300)), jnp.zeros((1, 4)), jnp.zeros((1,), jnp.int32)
+    )
+    truncated_std = stats.truncnorm(-2, 2).std()
+    for path, leaf in jax.tree_util.tree_leaves_with_path(params):
+        leaf = np.asarray(leaf)
+        if path[-1].key == "bias":
+            assert not leaf.any()
+            continue
+        fan_in = leaf.shape[0]
+        bound = 2.0 / np.sqrt(fan_in)
+        assert np.abs(leaf).max() <= bound * (1 + 1e-6), path
+        if leaf.size >= 10_000:  # enough draws for the std to be within 3%
+            np.testing.assert_allclose(leaf.std(), truncated_std / np.sqrt(fan_in), rtol=0.03, err_msg=str(path))
