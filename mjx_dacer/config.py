@@ -79,12 +79,14 @@ class Config:
     env: str = "Hopper-v5"
     physics: str = "fast"
     num_envs: int = 20
+    # Iterations after the warm-up (spec §5: the reference's 1.5M updates exclude it).
     total_iterations: int = 1_500_000
     updates_per_iteration: int = 1
     warmup_steps: int = 30_000
     buffer_capacity: int = 1_000_000
     batch_size: int = 256
-    # Evaluation (spec §5): deterministic episodes every eval_interval iterations.
+    # Evaluation (spec §5): deterministic episodes at the end of the warm-up and every
+    # eval_interval iterations after it.
     eval_interval: int = 15_000
     eval_episodes: int = 10
     # Networks (spec §1, §3).
@@ -111,6 +113,16 @@ class Config:
     # Bookkeeping.
     checkpoint_interval: int = 1
     seed: int = 0
+
+    @property
+    def warmup_iterations(self) -> int:
+        """Iterations of uniform random actions before the first update: ceil(warmup_steps / num_envs).
+
+        An iteration acts randomly while the buffer holds fewer than
+        `warmup_steps` transitions, and each adds `num_envs` of them. A run is
+        `warmup_iterations + total_iterations` iterations long.
+        """
+        return -(-self.warmup_steps // self.num_envs)
 
     def hparams(self) -> HParams:
         """The traced hyperparameters of this config, as float32 scalars."""

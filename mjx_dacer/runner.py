@@ -227,12 +227,12 @@ class Runner:
 
     def _save(self, checkpointer: Checkpointer, chunks_done: int, ts: TrainState, rows: list[dict]) -> None:
         seconds, size = checkpointer.save(chunks_done, ts, rows)
-        self._saved = (chunks_done, sum(self.program.chunk_sizes[:chunks_done]))
+        self._saved = (chunks_done, self.program.iterations_after(chunks_done))
         # The policy alone, next to the checkpoint: small and independent of the buffer.
         save_policy(
             self.out_dir / "policy.msgpack", self.config, jax.device_get(ts.agent.policy_params),
             jax.device_get(ts.agent.log_alpha), [self.spec.label(g) for g, _ in self.spec.entries],
-            [s for _, s in self.spec.entries], int(ts.iteration),
+            [s for _, s in self.spec.entries], self.program.iterations_after(chunks_done),
             noise_scale=jax.device_get(self.hparams.noise_scale),  # per run: a sweep may vary it
         )
         self.progress(f"checkpoint {chunks_done}: {size / 2**20:,.1f} MiB in {seconds:.1f} s "
@@ -264,7 +264,7 @@ class Runner:
         restored = checkpointer.restore(abstract)
         for line in restored.skipped:
             self.progress(f"warning: skipped {line}")
-        self._saved = (restored.chunks_done, sum(self.program.chunk_sizes[:restored.chunks_done]))
+        self._saved = (restored.chunks_done, self.program.iterations_after(restored.chunks_done))
         # Rows written after the checkpoint belong to the discarded continuation.
         csv = self.out_dir / "metrics.csv"
         csv.unlink(missing_ok=True)
@@ -356,12 +356,14 @@ class Runner:
             else:
                 self.write_config()
                 start_chunk, all_rows = 0, []
-            done_iters = sum(sizes[:start_chunk])
+            done_iters = sum(sizes[:start_chunk])  # warm-up included: what the time goes into
+            warmup = f" after {cfg.warmup_iterations} warm-up iterations" if cfg.warmup_iterations else ""
             self.progress(
                 f"{cfg.env}: {self.batch} run(s) ({len(self.spec.grid)} grid point(s) x {len(self.spec.seeds)} "
-                f"seed(s)), {cfg.total_iterations} iterations x {cfg.num_envs} envs in {len(sizes)} chunk(s) on "
-                f"{len(jax.local_devices())} {jax.default_backend()} device(s)"
-                + (f"; resuming after chunk {start_chunk} (iteration {done_iters})" if resume else "")
+                f"seed(s)), {cfg.total_iterations} iterations{warmup} x {cfg.num_envs} envs in {len(sizes)} "
+                f"chunk(s) on {len(jax.local_devices())} {jax.default_backend()} device(s)"
+                + (f"; resuming after chunk {start_chunk} (iteration {self.program.iterations_after(start_chunk)})"
+                   if resume else "")
                 + "; compiling..."
             )
             if not resume:
@@ -407,7 +409,8 @@ class Runner:
                 self._check_signals()
                 if self._stop_signal is not None and not last:
                     raise RunStopped(
-                        f"interrupted after chunk {c + 1}/{len(sizes)} (iteration {done_iters}); "
+                        f"interrupted after chunk {c + 1}/{len(sizes)} "
+                        f"(iteration {self.program.iterations_after(c + 1)}); "
                         f"resume with: mjx-dacer train --resume {self.out_dir}",
                         SIGNAL_EXIT[self._stop_signal],
                     )
@@ -424,11 +427,12 @@ class Runner:
 
     def _report_progress(self, c, num_chunks, n, dt, metrics, done_iters, run_seconds, start_iters) -> None:
         cfg = self.config
-        eta = run_seconds / max(done_iters - start_iters, 1) * (cfg.total_iterations - done_iters)
+        eta = run_seconds / max(done_iters - start_iters, 1) * (sum(self.program.chunk_sizes) - done_iters)
         live = metrics["frozen"] == 0
         eval_returns = metrics["eval_return"][live] if live.any() else np.array([np.nan])
         self.progress(
-            f"[{c + 1}/{num_chunks}] iter {done_iters}/{cfg.total_iterations} "
+            f"[{c + 1}/{num_chunks}] iter {self.program.iterations_after(c + 1)}/{cfg.total_iterations}"
+            f"{' (warm-up)' if c == 0 and cfg.warmup_iterations else ''} "
             f"env steps {done_iters * cfg.num_envs} | "
             f"{n * cfg.num_envs * self.batch / dt:,.0f} env steps/s, "
             f"{float(np.sum(metrics['updates'])) / dt:,.0f} updates/s | "

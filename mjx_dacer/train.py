@@ -3,11 +3,17 @@
 One iteration (DACER_SPEC §5) = step `num_envs` environments once with
 behaviour actions (uniform random while the buffer holds fewer than
 `warmup_steps` transitions), store the transitions, then run
-`updates_per_iteration` DACER updates on uniformly sampled batches. A chunk is
-`eval_interval` iterations as one `lax.scan` followed by deterministic
-evaluation episodes, all on the device. `train` runs every chunk; the host
-driver (`mjx_dacer.runner`) calls `run_chunk` instead, to report and
-checkpoint between chunks. Both give the same numbers.
+`updates_per_iteration` DACER updates on uniformly sampled batches (none
+during the warm-up). A chunk is a run of iterations as one `lax.scan`
+followed by deterministic evaluation episodes, all on the device: first the
+`Config.warmup_iterations` of the warm-up (its evaluation is the untrained
+policy's, iteration 0), then `eval_interval` iterations at a time until
+`total_iterations` after the warm-up, as the reference counts them. `train`
+runs every chunk; the host driver (`mjx_dacer.runner`) calls `run_chunk`
+instead, to report and checkpoint between chunks. Both give the same numbers.
+
+Reported iterations (`iteration` in the metrics) count from the end of the
+warm-up; `env_steps` counts every environment step, warm-up included.
 
 Everything is a pure function of (key, hparams), so `jax.vmap` over keys gives
 seed batches and over `HParams` pytrees gives grid searches.
@@ -42,7 +48,7 @@ class TrainState:
     env_state: Any  # brax State of the N training envs (auto-resetting)
     episode_return: jax.Array  # (N,) return so far of each training env's episode
     key: jax.Array
-    iteration: jax.Array  # int32 scalar: iterations done
+    iteration: jax.Array  # int32 scalar: iterations done, warm-up included
 
 
 @dataclasses.dataclass(frozen=True)
@@ -69,9 +75,15 @@ class TrainProgram:
 
     @property
     def chunk_sizes(self) -> list[int]:
-        """Iterations per chunk: full `eval_interval` chunks and a shorter last one if needed."""
-        full, rest = divmod(self.config.total_iterations, self.config.eval_interval)
-        return [self.config.eval_interval] * full + ([rest] if rest else [])
+        """Iterations per chunk: the warm-up (if any), full `eval_interval` chunks, a shorter last one if needed."""
+        cfg = self.config
+        full, rest = divmod(cfg.total_iterations, cfg.eval_interval)
+        warmup = [cfg.warmup_iterations] if cfg.warmup_iterations else []
+        return warmup + [cfg.eval_interval] * full + ([rest] if rest else [])
+
+    def iterations_after(self, chunks: int) -> int:
+        """Reported iteration (counted after the warm-up) at the end of the first `chunks` chunks."""
+        return max(sum(self.chunk_sizes[:chunks]) - self.config.warmup_iterations, 0)
 
     # ------------------------------------------------------------------ init
     def init(self, key: jax.Array, hparams: HParams) -> TrainState:
@@ -205,9 +217,12 @@ class TrainProgram:
         row["eval_returns"] = returns
         row["eval_return"] = jnp.mean(returns)
         row["eval_return_std"] = jnp.std(returns)
-        row["iteration"] = ts.iteration
+        warmup = self.config.warmup_iterations
+        row["iteration"] = jnp.maximum(ts.iteration - warmup, 0)
         row["env_steps"] = ts.iteration * self.config.num_envs
         row.update(divergence)
+        bad = divergence["nonfinite_iteration"]
+        row["nonfinite_iteration"] = jnp.where(bad >= 0, jnp.maximum(bad - warmup, 0), -1)
         return ts, row
 
     # ------------------------------------------------------- divergence guard
@@ -294,16 +309,20 @@ class TrainProgram:
     # ------------------------------------------------------------ whole run
     def train(self, key: jax.Array, hparams: HParams) -> tuple[TrainState, Metrics]:
         """The whole run as one function: metrics stacked over evaluation points (leading axis)."""
+        cfg = self.config
         ts = self.init(key, hparams)
-        sizes = self.chunk_sizes
-        full = sum(1 for n in sizes if n == self.config.eval_interval)
-        ts, rows = jax.lax.scan(
-            lambda s, _: self.run_chunk(s, hparams, self.config.eval_interval), ts, None, length=full
-        )
-        if len(sizes) > full:
-            ts, last = self.run_chunk(ts, hparams, sizes[-1])
-            rows = jax.tree.map(lambda a, b: jnp.concatenate([a, b[None]]), rows, last)
-        return ts, rows
+        parts = []  # metrics of consecutive chunks, each with a leading chunk axis
+        if cfg.warmup_iterations:
+            ts, row = self.run_chunk(ts, hparams, cfg.warmup_iterations)
+            parts.append(jax.tree.map(lambda x: x[None], row))
+        full, rest = divmod(cfg.total_iterations, cfg.eval_interval)
+        if full:
+            ts, rows = jax.lax.scan(lambda s, _: self.run_chunk(s, hparams, cfg.eval_interval), ts, None, length=full)
+            parts.append(rows)
+        if rest:
+            ts, row = self.run_chunk(ts, hparams, rest)
+            parts.append(jax.tree.map(lambda x: x[None], row))
+        return ts, jax.tree.map(lambda *xs: jnp.concatenate(xs), *parts)
 
     __call__ = train
 

@@ -11,8 +11,9 @@ from mjx_dacer import report
 from mjx_dacer.config import load_config, parse_overrides
 from mjx_dacer.runner import EXIT_DIVERGED, Runner, RunSpec, RunStopped, parse_grid
 
+# Three chunks of 2 iterations: the warm-up (20 transitions / 10 envs) and 4 iterations after it.
 TINY = [
-    "total_iterations=6", "eval_interval=2", "warmup_steps=20", "num_envs=10", "buffer_capacity=200",
+    "total_iterations=4", "eval_interval=2", "warmup_steps=20", "num_envs=10", "buffer_capacity=200",
     "batch_size=8", "eval_episodes=2", "hidden_sizes=8,8", "critic_hidden_sizes=8,8", "diffusion_steps=2",
     "entropy_samples=6", "alpha_update_interval=2", "checkpoint_interval=1",
 ]
@@ -79,14 +80,14 @@ def test_corrupt_latest_checkpoint_falls_back_to_the_previous_one(uninterrupted,
 def test_divergence_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path):
     out = tmp_path / "run"
     # reward_scale = 1e38 overflows the critic targets to inf on the first update: warm-up is
-    # 20 transitions = 2 iterations of 10 envs, so that is iteration 3, in chunk 2.
+    # 20 transitions = 2 iterations of 10 envs (chunk 1), so that is iteration 1 after it, in chunk 2.
     spec = RunSpec(grid=parse_grid(["reward_scale=0.2,1e38"]), seeds=(0,))
     with pytest.raises(RunStopped) as stopped:
         Runner(tiny_config(), spec, out, progress=lambda _: None).run()
     assert stopped.value.exit_code == EXIT_DIVERGED
     message = str(stopped.value)
-    assert "run 1 (seed 0)" in message and "iteration 3" in message and "'" in message
-    # Chunk 1 (iterations 1-2) was warm-up and checkpointed; chunk 2 diverged and was not.
+    assert "run 1 (seed 0)" in message and "iteration 1 " in message and "'" in message
+    # Chunk 1 (the 2 warm-up iterations) was checkpointed; chunk 2 diverged and was not.
     assert sorted(p.name for p in (out / "checkpoints").iterdir() if p.name.isdigit()) == ["1"]
 
 

@@ -76,13 +76,13 @@ def test_train_writes_the_run_directory_and_refuses_to_overwrite_it(tmp_path):
         assert (run / name).is_file(), name
     assert any((run / "tb").rglob("events.out.tfevents*"))
     lines = (run / "metrics.csv").read_text().strip().splitlines()
-    assert len(lines) == 1 + 2 * 2  # header + 2 eval points x 2 seeds
+    assert len(lines) == 1 + 3 * 2  # header + 3 eval points (end of warm-up, 2 after it) x 2 seeds
     summary = (run / "summary.md").read_text()
     assert "+-" in summary and "| default | 2 |" in summary
 
     again = cli("train", "--config", "multigoal", *sets(), "--out", str(run))
     assert again.returncode == 2 and "--overwrite" in again.stderr
-    assert len((run / "metrics.csv").read_text().strip().splitlines()) == 5  # untouched
+    assert len((run / "metrics.csv").read_text().strip().splitlines()) == 7  # untouched
 
 
 def test_sweep_runs_every_grid_point_and_exports_each_policy(tmp_path):

@@ -21,8 +21,9 @@ from mjx_dacer import report
 
 from conftest import MUJOCO_TASKS
 
+# Four chunks of 2 iterations: the warm-up (8 transitions / 4 envs), then 6 iterations after it.
 TINY = [
-    "num_envs=4", "total_iterations=8", "eval_interval=2", "warmup_steps=8", "buffer_capacity=200",
+    "num_envs=4", "total_iterations=6", "eval_interval=2", "warmup_steps=8", "buffer_capacity=200",
     "batch_size=8", "eval_episodes=2", "hidden_sizes=8,8", "critic_hidden_sizes=8,8", "diffusion_steps=2",
     "entropy_samples=6", "alpha_update_interval=2", "checkpoint_interval=1",
 ]
@@ -100,14 +101,15 @@ def hopper_full(cli_env, tmp_path_factory):
 
 def test_hopper_trains_checkpoints_and_exports_the_policy(hopper_full):
     rows = report.read_rows(hopper_full / "metrics.csv")
-    assert [r["iteration"] for r in rows] == [2, 4, 6, 8]
-    assert rows[0]["updates"] == 0 and rows[-1]["updates"] == 2  # warm-up: 8 transitions = 2 iterations
+    assert [r["iteration"] for r in rows] == [0, 2, 4, 6]  # counted after the warm-up
+    assert [r["env_steps"] for r in rows] == [8, 16, 24, 32]
+    assert rows[0]["updates"] == 0 and rows[-1]["updates"] == 2  # the warm-up chunk updates nothing
     assert all(r["eval_return"] == r["eval_return"] for r in rows)  # finite
     assert sorted(p.name for p in (hopper_full / "checkpoints").iterdir()) == ["3", "4"]
     from mjx_dacer import load_policy
 
     policy = load_policy(hopper_full)
-    assert policy.iteration == 8 and policy([0.0] * 11).shape == (3,)
+    assert policy.iteration == 6 and policy([0.0] * 11).shape == (3,)
 
 
 def test_hopper_interrupted_and_resumed_equals_the_uninterrupted_run(hopper_full, cli_env, tmp_path):
@@ -130,9 +132,9 @@ def test_hopper_policy_evaluates_in_mjx_and_gymnasium(hopper_full, cli_env):
 def test_sigterm_stops_within_seconds_and_keeps_the_last_checkpoint(cli_env, tmp_path):
     """SIGTERM arrives in the second, long chunk: the run must not wait for it to end."""
     run = tmp_path / "term"
-    # Multi-goal compiles in seconds; 2 chunks of about half a minute each on a 2-core CPU
-    # (tiny networks: about 5000 iterations/s).
-    long_chunks = ["total_iterations=300000", "eval_interval=150000", "warmup_steps=100", "buffer_capacity=1000",
+    # Multi-goal compiles in seconds; the 5 warm-up iterations (100 transitions / 20 envs), then
+    # a chunk of about half a minute on a 2-core CPU (tiny networks: about 5000 iterations/s).
+    long_chunks = ["total_iterations=150000", "eval_interval=150000", "warmup_steps=100", "num_envs=20", "buffer_capacity=1000",
                    "batch_size=8", "eval_episodes=2", "hidden_sizes=8,8", "critic_hidden_sizes=8,8",
                    "diffusion_steps=2", "entropy_samples=6"]
     args = ["train", "--config", "multigoal", *sets(long_chunks), "--out", str(run)]
@@ -141,12 +143,12 @@ def test_sigterm_stops_within_seconds_and_keeps_the_last_checkpoint(cli_env, tmp
     first_chunk = stopped.sent_at - start
     assert stopped.returncode == 143, stopped.text + stopped.stderr
     assert stopped.exit_seconds < 5.0, (stopped.exit_seconds, first_chunk)
-    assert "the newest checkpoint (chunk 1, iteration 150000) is intact" in stopped.stderr, stopped.stderr
+    assert "the newest checkpoint (chunk 1, iteration 0) is intact" in stopped.stderr, stopped.stderr
     assert len(stopped.stderr.strip().splitlines()) == 1, stopped.stderr
     assert [p.name for p in (run / "checkpoints").iterdir()] == ["1"]  # nothing half-written left behind
     resumed = cli(cli_env, "train", "--resume", str(run))
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
-    assert [r["iteration"] for r in report.read_rows(run / "metrics.csv")] == [150000, 300000]
+    assert [r["iteration"] for r in report.read_rows(run / "metrics.csv")] == [0, 150000]
 
 
 def test_sigterm_during_the_compile_stops_at_once_and_resume_says_why_it_cannot(cli_env, tmp_path):
@@ -164,10 +166,10 @@ def test_sigterm_during_the_compile_stops_at_once_and_resume_says_why_it_cannot(
 @pytest.mark.slow
 @pytest.mark.parametrize("task", MUJOCO_TASKS)
 def test_every_mujoco_task_trains_resumes_and_evaluates(task, cli_env, tmp_path):
-    values = [*TINY, "total_iterations=6"]
+    values = [*TINY, "total_iterations=4"]
     run = interrupt_and_resume(cli_env, task, tmp_path, values)
     rows = report.read_rows(run / "metrics.csv")
-    assert [r["iteration"] for r in rows] == [2, 4, 6] and (run / "policy.msgpack").is_file()
+    assert [r["iteration"] for r in rows] == [0, 2, 4] and (run / "policy.msgpack").is_file()
     full = cli(cli_env, "train", "--env", task, *sets(values), "--out", str(tmp_path / "full"))
     assert full.returncode == 0, full.stdout + full.stderr
     assert rows == report.read_rows(tmp_path / "full" / "metrics.csv")

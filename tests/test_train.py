@@ -43,8 +43,25 @@ def test_chunked_run_equals_one_call(program, chunk):
         rows.append(row)
     stacked = jax.tree.map(lambda *x: jnp.stack(x), *rows)
     assert_rows_equal(whole, stacked)
-    np.testing.assert_array_equal(whole["iteration"], [3, 6])
-    np.testing.assert_array_equal(whole["env_steps"], [60, 120])
+    # The warm-up (40 transitions / 20 envs = 2 iterations) is a chunk of its own, evaluated at
+    # iteration 0; the 6 iterations after it are evaluated every 3 (DACER_SPEC §5).
+    assert program.chunk_sizes == [2, 3, 3]
+    np.testing.assert_array_equal(whole["iteration"], [0, 3, 6])
+    np.testing.assert_array_equal(whole["env_steps"], [40, 100, 160])
+    np.testing.assert_array_equal(whole["updates"], [0, 3, 3])
+
+
+@pytest.mark.parametrize(
+    ("warmup_steps", "num_envs", "total", "interval", "sizes"),
+    [(40, 20, 6, 3, [2, 3, 3]), (41, 20, 7, 3, [3, 3, 3, 1]), (0, 20, 6, 3, [3, 3]), (10, 20, 3, 5, [1, 3])],
+)
+def test_run_length_counts_iterations_after_the_warmup(warmup_steps, num_envs, total, interval, sizes):
+    cfg = Config().replace(**{**TINY, "warmup_steps": warmup_steps, "num_envs": num_envs,
+                              "total_iterations": total, "eval_interval": interval})
+    program = make_train(cfg)
+    assert cfg.warmup_iterations == -(-warmup_steps // num_envs)
+    assert program.chunk_sizes == sizes and sum(sizes) == cfg.warmup_iterations + total
+    assert [program.iterations_after(c) for c in range(len(sizes) + 1)][-1] == total
 
 
 def test_warmup_uses_no_policy_actions_and_does_no_updates(program, chunk):
