@@ -6,6 +6,8 @@ import sys
 
 import pytest
 
+from pinned import assert_pinned
+
 TINY_SETS = [
     "total_iterations=4", "eval_interval=2", "warmup_steps=20", "num_envs=10", "buffer_capacity=200",
     "batch_size=8", "eval_episodes=2", "hidden_sizes=8,8", "critic_hidden_sizes=8,8", "diffusion_steps=2",
@@ -77,6 +79,7 @@ def test_train_writes_the_run_directory_and_refuses_to_overwrite_it(tmp_path):
     assert any((run / "tb").rglob("events.out.tfevents*"))
     lines = (run / "metrics.csv").read_text().strip().splitlines()
     assert len(lines) == 1 + 3 * 2  # header + 3 eval points (end of warm-up, 2 after it) x 2 seeds
+    assert_pinned(run / "metrics.csv", "multigoal_tiny_2seeds")
     summary = (run / "summary.md").read_text()
     assert "+-" in summary and "| default | 2 |" in summary
 

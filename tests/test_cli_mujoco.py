@@ -20,6 +20,7 @@ import pytest
 from mjx_dacer import report
 
 from conftest import MUJOCO_TASKS
+from pinned import assert_pinned
 
 # Four chunks of 2 iterations: the warm-up (8 transitions / 4 envs), then 6 iterations after it.
 TINY = [
@@ -105,6 +106,7 @@ def test_hopper_trains_checkpoints_and_exports_the_policy(hopper_full):
     assert [r["env_steps"] for r in rows] == [8, 16, 24, 32]
     assert rows[0]["updates"] == 0 and rows[-1]["updates"] == 2  # the warm-up chunk updates nothing
     assert all(r["eval_return"] == r["eval_return"] for r in rows)  # finite
+    assert_pinned(hopper_full / "metrics.csv", "hopper_tiny")
     assert sorted(p.name for p in (hopper_full / "checkpoints").iterdir()) == ["3", "4"]
     from mjx_dacer import load_policy
 

@@ -1,0 +1,43 @@
+"""Metrics rows pinned to committed files: the same seed and config give the same numbers.
+
+A refactoring of the host side or of the update must leave the metrics of a
+fixed seed and config as they were. `assert_pinned(rows, name)` compares
+metrics.csv rows with ``tests/pinned/<name>.csv``: counters and text exactly,
+floats to rtol 1e-4 (XLA:CPU may fuse differently on another CPU, and a few
+updates amplify rounding only slightly). A change that means to alter the
+numbers regenerates the files: ``MJX_DACER_UPDATE_PINNED=1 make test``, and
+the diff shows what moved.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import pathlib
+import shutil
+
+from mjx_dacer import report
+
+PINNED_DIR = pathlib.Path(__file__).parent / "pinned"
+
+
+def assert_pinned(metrics_csv: pathlib.Path, name: str) -> None:
+    path = PINNED_DIR / f"{name}.csv"
+    if os.environ.get("MJX_DACER_UPDATE_PINNED") == "1":
+        shutil.copyfile(metrics_csv, path)
+        return
+    assert path.is_file(), f"no pinned rows {path}: run with MJX_DACER_UPDATE_PINNED=1 to write them"
+    got, want = report.read_rows(metrics_csv), report.read_rows(path)
+    assert len(got) == len(want), (len(got), len(want))
+    for i, (g, w) in enumerate(zip(got, want)):
+        assert list(g) == list(w), f"row {i}: columns {list(g)} != pinned {list(w)}"
+        for k in w:
+            assert _same(g[k], w[k]), f"row {i} ({name}): {k} = {g[k]!r}, pinned {w[k]!r}"
+
+
+def _same(got, want) -> bool:
+    if not isinstance(want, float) or not isinstance(got, float):
+        return got == want
+    if math.isnan(want) or want.is_integer():  # blanks, counters, flags: exactly
+        return (math.isnan(got) and math.isnan(want)) or got == want
+    return math.isclose(got, want, rel_tol=1e-4, abs_tol=1e-6)
