@@ -11,6 +11,9 @@ from typing import Sequence
 
 import jax
 
+import mjx_dacer
+from mjx_dacer import cpu_threads
+
 
 def device_description() -> str:
     """E.g. 'NVIDIA H100 80GB HBM3 (gpu)' or 'cpu: AMD EPYC ... (2 cores)'."""
@@ -32,12 +35,15 @@ def header(title: str, argv: Sequence[str]) -> list[str]:
     import mujoco
 
     command = "mjx-dacer bench " + shlex.join(list(argv)[list(argv).index("bench") + 1:]) if "bench" in argv \
-        else "python -m mjx_dacer.bench " + shlex.join(list(argv)[1:])
+        else shlex.join(list(argv))
     return [
         f"## {title}",
         "",
         f"- device: {device_description()}",
         f"- jax {jax.__version__}, mujoco {mujoco.__version__}, python {platform.python_version()}",
+        *([f"- XLA:CPU: {cpu_threads.pool_size()} intra-op thread(s) (mjx_dacer.cpu_threads: "
+           f"{mjx_dacer.CPU_THREADS}); XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}"]
+          if jax.default_backend() == "cpu" else []),
         f"- command: `{command}`",
         f"- date: {datetime.date.today().isoformat()}",
         "",
