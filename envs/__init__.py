@@ -3,8 +3,8 @@
     env = mjx_dacer.envs.make("Hopper-v5", physics="fast")   # brax Env, actions in [-1, 1]
     state = jax.jit(env.reset)(jax.random.PRNGKey(0))
     state = jax.jit(env.step)(state, action)                  # state.pipeline_state: mjx.Data
-    # Programs that step a task pass its XLA options (needed by Pusher on the CPU):
-    step = jax.jit(env.step, compiler_options=mjx_dacer.envs.compiler_options(env))
+    # Programs that step a task are jitted with its XLA options (needed by Pusher on the CPU):
+    step = mjx_dacer.envs.jit(env, env.step)
 
     train_env = mjx_dacer.envs.TrainingWrapper(env)          # N envs, time limit, auto-reset
     states = train_env.reset(jax.random.split(key, N))
@@ -21,7 +21,7 @@ import sys as _sys
 if _sys.platform.startswith("linux") and not _os.environ.get("DISPLAY") and "MUJOCO_GL" not in _os.environ:
     _os.environ["MUJOCO_GL"] = "egl"
 
-from mjx_dacer.envs.base import compiler_options  # noqa: E402
+from mjx_dacer.envs.base import compiler_options, jit  # noqa: E402
 from mjx_dacer.envs.physics import DEFAULT_PROFILE, PROFILES  # noqa: E402
 from mjx_dacer.envs.registry import make, names, options  # noqa: E402
 from mjx_dacer.envs.render import RenderError, render, write_video  # noqa: E402
@@ -33,6 +33,7 @@ __all__ = [
     "RenderError",
     "TrainingWrapper",
     "compiler_options",
+    "jit",
     "make",
     "names",
     "options",

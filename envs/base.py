@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import functools
 import pathlib
-from typing import Any, ClassVar, Mapping, Sequence
+from typing import Any, Callable, ClassVar, Mapping, Sequence
 
 import gymnasium
 import jax
@@ -78,8 +78,8 @@ def in_open_range(x: jax.Array, bounds: tuple[float, float]) -> jax.Array:
 def compiler_options(env: Any) -> dict[str, Any]:
     """XLA compiler options for a program that steps ``env`` (or a wrapper of it), on this backend.
 
-    Pass them to every ``jax.jit`` that contains the task's physics:
-    ``jax.jit(fn, compiler_options=envs.compiler_options(env))``. They are
+    Every ``jax.jit`` that contains the task's physics needs them; `jit` adds
+    them (``envs.jit(env, fn)``). They are
     the task's ``cpu_compiler_options`` on the CPU backend and nothing
     elsewhere (the options name XLA:CPU flags, which other compilers reject).
     """
@@ -88,6 +88,11 @@ def compiler_options(env: Any) -> dict[str, Any]:
     if jax.default_backend() != "cpu":
         return {}
     return dict(getattr(env, "cpu_compiler_options", {}))
+
+
+def jit(env: Any, fn: Callable, **kwargs: Any) -> Callable:
+    """``jax.jit(fn, **kwargs)`` for a function that steps ``env``: the one place that adds its compiler options."""
+    return jax.jit(fn, compiler_options=compiler_options(env), **kwargs)
 
 
 class MujocoTask(PipelineEnv):
@@ -123,13 +128,11 @@ class MujocoTask(PipelineEnv):
     # `compiler_options`. Empty for every task whose CPU code is fine as it is.
     cpu_compiler_options: ClassVar[Mapping[str, Any]] = {}
 
-    def __init__(self, physics: str = physics_lib.DEFAULT_PROFILE, frame_skip: int | None = None):
+    def __init__(self, physics: str = physics_lib.DEFAULT_PROFILE):
         self.physics = physics_lib.validate_profile(physics)
         cpu_threads.warn_if_unsafe()
         self.physics_changes = tuple(self.physics_profiles[physics])
         self.mj_model = load_model(self.xml_file, self.physics_changes)
-        if frame_skip is not None:
-            self.frame_skip = int(frame_skip)
         # impl="jax": the JAX implementation runs on every backend and is the
         # one that provides rne_postconstraint; never pick Warp implicitly.
         sys = mjx.put_model(self.mj_model, impl="jax")
@@ -229,12 +232,6 @@ class MujocoTask(PipelineEnv):
 
     def body_id(self, name: str) -> int:
         return int(mujoco.mj_name2id(self.mj_model, mujoco.mjtObj.mjOBJ_BODY, name))
-
-    def render(self, trajectory, height: int = 240, width: int = 320, camera: str | int | None = None):
-        """Frames (T, H, W, 3) uint8 of a sequence of states; see `envs.render`."""
-        from mjx_dacer.envs.render import render
-
-        return render(self, trajectory, height=height, width=width, camera=camera)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(physics={self.physics!r})"

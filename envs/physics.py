@@ -17,7 +17,7 @@ task docstrings, ``docs_envs.md`` and the tests can all name them.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Mapping, Sequence
+from typing import Any, Sequence
 
 import mujoco
 
@@ -32,9 +32,6 @@ class Change:
     field: str
     value: Any
     reason: str
-
-    def describe(self) -> str:
-        return f"{self.field} = {show_value(self.value)}: {self.reason}"
 
 
 def show_value(value: Any) -> str:
@@ -83,15 +80,3 @@ def apply(model: mujoco.MjModel, changes: Sequence[Change]) -> mujoco.MjModel:
             raise AttributeError(f"MjModel has no field {change.field!r}")
         setattr(target, leaf, change.value)
     return model
-
-
-def describe(profiles: Mapping[str, Sequence[Change]]) -> str:
-    """One line per change and profile, for docstrings and docs."""
-    lines = []
-    for profile in PROFILES:
-        changes = profiles.get(profile, ())
-        if not changes:
-            lines.append(f"{profile}: no change")
-        for change in changes:
-            lines.append(f"{profile}: {change.describe()}")
-    return "\n".join(lines)

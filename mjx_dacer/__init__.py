@@ -17,19 +17,18 @@ with _contextlib.redirect_stdout(_io.StringIO()):
 
 from mjx_dacer.config import Config, ConfigError, HParams, load_config  # noqa: E402
 
-__all__ = ["CPU_THREADS", "Config", "ConfigError", "HParams", "load_config", "load_policy", "make_train"]
+__all__ = ["CPU_THREADS", "Config", "ConfigError", "HParams", "load_config", "load_policy", "make_train", "run"]
 __version__ = "0.1.0"
 
 
+# The training program, the run API and the policy loader pull in the environments
+# and flax: import them on first use, so `import mjx_dacer` stays light.
+_LAZY = {"make_train": "mjx_dacer.train", "run": "mjx_dacer.runner", "load_policy": "mjx_dacer.policy"}
+
+
 def __getattr__(name):
-    # The training program and the policy loader pull in the environments and
-    # flax: import them on first use, so `import mjx_dacer` stays light.
-    if name == "make_train":
-        from mjx_dacer.train import make_train
+    if name in _LAZY:
+        import importlib
 
-        return make_train
-    if name == "load_policy":
-        from mjx_dacer.policy import load_policy
-
-        return load_policy
+        return getattr(importlib.import_module(_LAZY[name]), name)
     raise AttributeError(f"module 'mjx_dacer' has no attribute {name!r}")

@@ -75,6 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "events (tb/), curves.png and summary.md to the run directory.",
     )
     _add_run_arguments(train)
+    train.set_defaults(func=_train)
 
     sweep = sub.add_parser(
         "sweep", help="grid search over hyperparameters x seeds in one vmapped program",
@@ -85,12 +86,14 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run_arguments(sweep)
     sweep.add_argument("--grid", action="append", default=[], required=True, metavar="KEY=V1,V2,...",
                        help="values of one hyperparameter (repeatable; the grid is their product)")
+    sweep.set_defaults(func=_sweep)
 
     from mjx_dacer import bench, evaluation_cli
 
     evaluate = sub.add_parser("eval", help="returns of a trained policy in MJX and in Gymnasium's C-MuJoCo env",
                               description=evaluation_cli.DESCRIPTION)
     evaluation_cli.add_arguments(evaluate)
+    evaluate.set_defaults(func=evaluation_cli.run)
 
     bench_parser = sub.add_parser("bench", help="speed benchmarks (gmm, envs, train)",
                                   description=bench.__doc__.splitlines()[0])
@@ -163,7 +166,7 @@ def _resume_target(args: argparse.Namespace, grid_specs: Sequence[str]):
 
 
 def _run(args: argparse.Namespace, grid_specs: Sequence[str]) -> int:
-    from mjx_dacer.runner import RunSpec, Runner, RunStopped, maybe_initialize_distributed, parse_grid
+    from mjx_dacer.runner import RunSpec, RunStopped, maybe_initialize_distributed, parse_grid, run
 
     if args.resume is not None:
         if args.overwrite or args.out is not None:
@@ -180,10 +183,9 @@ def _run(args: argparse.Namespace, grid_specs: Sequence[str]) -> int:
             config.replace(**point)  # validate every grid point before anything is written
         out = _prepare_out_dir(args, config.env)
     maybe_initialize_distributed()
-    runner = Runner(config, spec, out, progress=lambda line: print(line, flush=True),
-                    on_divergence=args.on_divergence)
     try:
-        runner.run(resume=args.resume is not None)
+        run(config, out, seeds=spec.seeds, grid=spec.grid, progress_fn=lambda line: print(line, flush=True),
+            resume=args.resume is not None, on_divergence=args.on_divergence)
     except RunStopped as e:
         print(f"mjx-dacer: {e}", file=sys.stderr, flush=True)
         if e.abandoned:
@@ -196,6 +198,14 @@ def _run(args: argparse.Namespace, grid_specs: Sequence[str]) -> int:
     return 0
 
 
+def _train(args: argparse.Namespace) -> int:
+    return _run(args, [])
+
+
+def _sweep(args: argparse.Namespace) -> int:
+    return _run(args, args.grid)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     # orbax reports a damaged checkpoint file through absl's logger before raising; the runner
     # already names each skipped checkpoint in one line, so keep the library's log off the terminal.
@@ -203,26 +213,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        if args.command == "train":
-            return _run(args, [])
-        if args.command == "sweep":
-            return _run(args, args.grid)
-        if args.command == "eval":
-            from mjx_dacer import evaluation_cli
-
-            return evaluation_cli.run(args)
-        if args.command == "bench":
-            from mjx_dacer import bench
-
-            return bench.run(args)
+        return args.func(args)
     except USER_ERRORS as e:
         print(f"mjx-dacer: error: {error_line(e)}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         print("mjx-dacer: interrupted", file=sys.stderr)
         return 130
-    parser.error(f"unknown command {args.command}")
-    return EXIT_USAGE
 
 
 if __name__ == "__main__":

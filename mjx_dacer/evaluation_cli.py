@@ -8,7 +8,7 @@ particular to the MJX port and works in the standard simulator.
 
 Both backends evaluate deterministic episodes (the chain's a0, no Eq. 16
 noise). `add_arguments` and `run` are what `mjx_dacer.cli` wires in as the
-`eval` subcommand; `python -m mjx_dacer.evaluation_cli` runs it on its own.
+`eval` subcommand.
 Heavy imports (JAX, MJX, Gymnasium) happen inside `run`, so building the
 CLI parser stays fast.
 """
@@ -19,10 +19,9 @@ import argparse
 import dataclasses
 import functools
 import pathlib
-import sys
 from typing import Any, Callable, Sequence
 
-from mjx_dacer.config import ConfigError, error_line
+from mjx_dacer.config import ConfigError
 
 BACKENDS = ("mjx", "gymnasium", "both")
 VIDEO_SUFFIXES = (".mp4", ".gif")
@@ -174,9 +173,8 @@ def run(args: argparse.Namespace) -> int:
             env = envs.make(config.env, physics=config.physics)
             renderable = getattr(env, "mj_model", None) is not None
             # One compile for every run: the params are an argument, the structure is shared.
-            rollout = jax.jit(functools.partial(mjx_episodes, env, policy.act),
-                              static_argnames=("num_episodes", "episode_length", "record"),
-                              compiler_options=envs.compiler_options(env))
+            rollout = envs.jit(env, functools.partial(mjx_episodes, env, policy.act),
+                               static_argnames=("num_episodes", "episode_length", "record"))
         key = jax.random.PRNGKey(args.seed)
         record = want_video and renderable  # the same for every run: one compile
         for backend in backends:
@@ -245,19 +243,3 @@ def format_table(results: Sequence[Result], show_runs: bool = False) -> str:
     lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in [header, *rows]]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Stand-alone entry (`python -m mjx_dacer.evaluation_cli`); `mjx-dacer eval` is the same."""
-    parser = argparse.ArgumentParser(prog="mjx-dacer eval", description=DESCRIPTION)
-    add_arguments(parser)
-    args = parser.parse_args(argv)
-    try:
-        return run(args)
-    except ConfigError as e:
-        print(f"mjx-dacer: error: {error_line(e)}", file=sys.stderr)
-        return 2
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -46,7 +46,6 @@ from flax import serialization, struct
 
 from mjx_dacer.config import Config, from_dict, to_dict
 from mjx_dacer.dacer import DACER
-from mjx_dacer.networks import TIME_FEATURES
 
 FORMAT = "mjx_dacer.policy"
 VERSION = 1
@@ -74,9 +73,10 @@ def save_policy(
     labels: Sequence[str],
     seeds: Sequence[int],
     iteration: int,
-    noise_scale: Any = None,
-    obs_size: int | None = None,
-    action_size: int | None = None,
+    *,
+    noise_scale: Any,
+    obs_size: int,
+    action_size: int,
 ) -> pathlib.Path:
     """Write the policies of a B-run batch to ``path`` atomically; returns the path.
 
@@ -86,10 +86,9 @@ def save_policy(
       policy_params: NoisePredictor params, every leaf with leading axis B.
       log_alpha: (B,) log of the entropy regulator's alpha.
       labels, seeds: B grid point labels and seeds (the runner's entry order).
-      iteration: training iterations done.
-      noise_scale: (B,) lambda of Eq. 16 per run; default: config.noise_scale for all
-        (pass the vmapped HParams' value when a sweep varies it).
-      obs_size, action_size: S and A; default: read off the parameter shapes.
+      iteration: training iterations done (counted after the warm-up).
+      noise_scale: (B,) lambda of Eq. 16 of each run: the vmapped HParams' value (a sweep may vary it).
+      obs_size, action_size: S and A of the task.
     Raises:
       ValueError: inconsistent batch sizes or parameters that do not fit the config's network.
     """
@@ -97,8 +96,6 @@ def save_policy(
     params = jax.tree.map(np.asarray, jax.device_get(policy_params))
     log_alpha = np.asarray(jax.device_get(log_alpha), np.float32).reshape(-1)
     num_runs = log_alpha.shape[0]
-    if noise_scale is None:
-        noise_scale = np.full(num_runs, config.noise_scale, np.float32)
     noise_scale = np.broadcast_to(np.asarray(jax.device_get(noise_scale), np.float32), (num_runs,)).copy()
     labels, seeds = [str(x) for x in labels], [int(x) for x in seeds]
     lead = {x.shape[0] if x.ndim else None for x in jax.tree.leaves(params)}
@@ -107,10 +104,6 @@ def save_policy(
             f"save_policy: batch sizes disagree (log_alpha {num_runs}, params' leading axes {sorted(lead, key=str)}, "
             f"{len(labels)} labels, {len(seeds)} seeds); pass one entry per run"
         )
-    if obs_size is None or action_size is None:
-        inferred = _sizes_from_params(params)
-        obs_size = inferred[0] if obs_size is None else obs_size
-        action_size = inferred[1] if action_size is None else action_size
     _check_params(config, int(obs_size), int(action_size), params)
 
     body = {
@@ -158,19 +151,6 @@ def _write_atomically(path: pathlib.Path, data: bytes) -> None:
         pass
     finally:
         os.close(dir_fd)
-
-
-def _sizes_from_params(params: Params) -> tuple[int, int]:
-    """(S, A) from the NoisePredictor's MLP: its input is [obs, noisy action, time features]."""
-    try:
-        mlp = params["params"]["MLP_0"]
-        layers = sorted(mlp, key=lambda name: int(name.rsplit("_", 1)[1]))
-        action_size = mlp[layers[-1]]["bias"].shape[-1]
-        in_size = mlp[layers[0]]["kernel"].shape[-2]
-    except (KeyError, IndexError, ValueError, TypeError, AttributeError):
-        raise ValueError("save_policy: policy_params is not a NoisePredictor's params; pass obs_size and action_size") \
-            from None
-    return in_size - action_size - TIME_FEATURES, action_size
 
 
 def _check_params(config: Config, obs_size: int, action_size: int, params: Params) -> None:

@@ -30,7 +30,7 @@ import numpy as np
 import yaml
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from mjx_dacer import envs, report
+from mjx_dacer import report
 from mjx_dacer.checkpoint import Checkpointer
 from mjx_dacer.config import HPARAM_FIELDS, Config, ConfigError, HParams, from_dict, to_dict
 from mjx_dacer.policy import save_policy
@@ -158,14 +158,18 @@ class Runner:
         self.program = program or make_train(config)
         self.batch = len(spec.entries)
         self.sharding = run_sharding(self.batch)
-        options = envs.compiler_options(self.program.env)
-        self._init = jax.jit(self.program.vmapped("init"), compiler_options=options)
+        # The run axis: one PRNG key and one HParams entry per (grid point, seed).
+        self.keys, self.hparams = stacked_inputs(config, spec)
+        if self.sharding is not None:
+            self.keys, self.hparams = jax.device_put((self.keys, self.hparams), self.sharding)
+        self.metric_rows: list[dict] = []  # metrics.csv's rows so far, in memory
+        self._init = self.program.jit(self.program.init_batch)
         # Sharded runs: the state leaves the chunk with the shardings it came in with, so the
         # program compiled ahead for the first chunk fits every later one.
         self._state_sharding = None if self.sharding is None else self._state_shardings()
         out = {} if self.sharding is None else {"out_shardings": (self._state_sharding, self.sharding)}
-        self._chunk = jax.jit(self.program.vmapped("run_chunk_guarded"), static_argnums=2, donate_argnums=0,
-                              compiler_options=options, **out)
+        self._chunk = self.program.jit(self.program.run_chunk_guarded_batch, static_argnums=2, donate_argnums=0,
+                                       **out)
         self._tb = None
         self._stop_signal: int | None = None  # the first SIGINT / SIGTERM received
         self._abandon = False  # stop now, without finishing the chunk in progress
@@ -219,8 +223,7 @@ class Runner:
                     w.add_scalar(k, v, row["iteration"])
             w.flush()
 
-    def _refresh_reports(self) -> None:
-        rows = report.read_rows(self.out_dir / "metrics.csv")
+    def _refresh_reports(self, rows: Sequence[dict]) -> None:
         title = f"DACER on {self.config.env}"
         report.write_curves(rows, self.out_dir / "curves.png", title)
         (self.out_dir / "summary.md").write_text(report.summary_markdown(rows, self.config.total_iterations, title))
@@ -234,6 +237,7 @@ class Runner:
             jax.device_get(ts.agent.log_alpha), [self.spec.label(g) for g, _ in self.spec.entries],
             [s for _, s in self.spec.entries], self.program.iterations_after(chunks_done),
             noise_scale=jax.device_get(self.hparams.noise_scale),  # per run: a sweep may vary it
+            obs_size=self.program.env.observation_size, action_size=self.program.env.action_size,
         )
         self.progress(f"checkpoint {chunks_done}: {size / 2**20:,.1f} MiB in {seconds:.1f} s "
                       f"({checkpointer.directory})")
@@ -242,25 +246,17 @@ class Runner:
     def _state_shardings(self) -> TrainState:
         """Per leaf of the batched state: split over devices along the run axis, or replicated (shared counters)."""
         replicated = NamedSharding(self.sharding.mesh, PartitionSpec())
-        return jax.tree.map(lambda a: self.sharding if a == 0 else replicated, self.program.state_axes(),
+        return jax.tree.map(lambda a: self.sharding if a == 0 else replicated, self.program.state_axes,
                             is_leaf=lambda a: a is None)
 
     def _shard(self, tree):
         return tree if self.sharding is None else jax.device_put(tree, self._state_sharding)
 
     def _initial_state(self) -> TrainState:
-        keys, hparams = stacked_inputs(self.config, self.spec)
-        if self.sharding is not None:
-            keys, hparams = jax.device_put((keys, hparams), self.sharding)
-        self.hparams = hparams
-        return self._shard(self._call("compile", lambda: jax.block_until_ready(self._init(keys, hparams))))
+        return self._shard(self._call("compile", lambda: jax.block_until_ready(self._init(self.keys, self.hparams))))
 
     def _restore(self, checkpointer: Checkpointer) -> tuple[TrainState, int, list[dict]]:
-        keys, hparams = stacked_inputs(self.config, self.spec)
-        if self.sharding is not None:
-            keys, hparams = jax.device_put((keys, hparams), self.sharding)
-        self.hparams = hparams
-        abstract = jax.eval_shape(self._init, keys, hparams)
+        abstract = jax.eval_shape(self._init, self.keys, self.hparams)
         restored = checkpointer.restore(abstract)
         for line in restored.skipped:
             self.progress(f"warning: skipped {line}")
@@ -356,6 +352,7 @@ class Runner:
             else:
                 self.write_config()
                 start_chunk, all_rows = 0, []
+            self.metric_rows = all_rows
             done_iters = sum(sizes[:start_chunk])  # warm-up included: what the time goes into
             warmup = f" after {cfg.warmup_iterations} warm-up iterations" if cfg.warmup_iterations else ""
             self.progress(
@@ -386,7 +383,7 @@ class Runner:
                 all_rows.extend(rows)
                 report.append_rows(self.out_dir / "metrics.csv", rows)
                 self._log_tensorboard(rows)
-                self._refresh_reports()
+                self._refresh_reports(all_rows)
                 self._report_progress(c, len(sizes), n, dt, metrics, done_iters, run_seconds, start_iters)
                 diverged = [r for r in rows if r["diverged"] == 1.0]
                 for r in diverged:
@@ -447,3 +444,52 @@ def _duration(seconds: float) -> str:
     h, rem = divmod(seconds, 3600)
     m, s = divmod(rem, 60)
     return f"{h}h{m:02d}m" if h else f"{m}m{s:02d}s"
+
+
+def run(
+    config: Config | str | None,
+    out: str | os.PathLike,
+    *,
+    seeds: int | Sequence[int] = 1,
+    grid: Sequence[Mapping[str, float]] = ({},),
+    progress_fn: ProgressFn = print,
+    resume: bool = False,
+    on_divergence: str = "stop",
+) -> list[dict]:
+    """Train DACER and write a run directory: the one-call API behind `mjx-dacer train` and `sweep`.
+
+    Args:
+      config: a Config, or a preset name / YAML path for `load_config` (None with `resume`).
+      out: the run directory; it must not hold files yet (unless `resume`).
+      seeds: how many seeds (0..N-1), or which; every grid point runs each.
+      grid: HParams overrides per grid point (`parse_grid` builds the product).
+      progress_fn: receives every progress line (metrics leave through the rows).
+      resume: continue the run in `out` from its newest usable checkpoint
+        (config, seeds and grid are then read from `out`; the ones given are ignored).
+      on_divergence: "stop" (raise RunStopped, exit code 3) or "drop" (freeze that run).
+    Returns:
+      metrics.csv's rows: one dict per evaluation point and (grid point, seed).
+    Raises:
+      ConfigError: bad config, grid or run directory; RunStopped: a signal or a divergence stopped it.
+    """
+    out = pathlib.Path(out)
+    if resume:
+        config, spec = read_run_dir(out)
+    else:
+        if config is None:
+            raise ConfigError("a config is needed to start a run (None only with resume=True)")
+        if isinstance(config, str):
+            from mjx_dacer.config import load_config
+
+            config = load_config(config)
+        seed_list = tuple(range(seeds)) if isinstance(seeds, int) else tuple(seeds)
+        if not seed_list or min(seed_list) < 0:
+            raise ConfigError(f"seeds must be a positive count or non-negative seeds, got {seeds!r}")
+        spec = RunSpec(grid=tuple(dict(g) for g in grid) or ({},), seeds=seed_list)
+        for point in spec.grid:
+            config.replace(**point)  # validate every grid point before anything is written
+        if out.exists() and (not out.is_dir() or any(out.iterdir())):
+            raise ConfigError(f"{out} already exists and is not an empty directory; choose another run directory")
+    runner = Runner(config, spec, out, progress=progress_fn, on_divergence=on_divergence)
+    runner.run(resume=resume)
+    return runner.metric_rows

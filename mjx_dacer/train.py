@@ -102,15 +102,19 @@ class TrainProgram:
         )
 
     # ------------------------------------------------------------- iteration
-    def _update_metrics_template(self) -> Metrics:
-        """Zeros shaped like `DACER.update`'s metrics (for iterations without updates)."""
-        shapes = jax.eval_shape(
+    @functools.cached_property
+    def _update_metric_shapes(self) -> dict[str, jax.ShapeDtypeStruct]:
+        """Shapes of `DACER.update`'s metrics (traced once: they depend on the config only)."""
+        return jax.eval_shape(
             lambda: self.agent.update(
                 self.agent.init(jax.random.PRNGKey(0)), self._dummy_batch(), jax.random.PRNGKey(0),
                 self.config.hparams(),
             )[1]
         )
-        return {k: jnp.zeros(v.shape, v.dtype) for k, v in shapes.items()}
+
+    def _update_metrics_template(self) -> Metrics:
+        """Zeros shaped like `DACER.update`'s metrics (for iterations without updates)."""
+        return {k: jnp.zeros(v.shape, v.dtype) for k, v in self._update_metric_shapes.items()}
 
     def _dummy_batch(self) -> replay.Transition:
         n, s, a = self.config.batch_size, self.env.observation_size, self.env.action_size
@@ -228,7 +232,7 @@ class TrainProgram:
     # ------------------------------------------------------- divergence guard
     def guarded_metric_names(self) -> list[str]:
         """What the divergence guard checks, in the order `nonfinite_metric` indexes."""
-        return sorted(self._update_metrics_template()) + ["parameters"]
+        return sorted(self._update_metric_shapes) + ["parameters"]
 
     def _first_nonfinite(self, per_iter: Metrics, agent: DacerState, start_iteration: jax.Array) -> Metrics:
         """Where a run first produced a non-finite loss, Q value or parameter (-1: nowhere)."""
@@ -275,7 +279,11 @@ class TrainProgram:
         row["frozen"] = hold.astype(jnp.float32)
         return new, row
 
-    # ------------------------------------------------------------ vmapping
+    # ------------------------------------------------------ batches of runs
+    # Seeds and grid points are a leading "run" axis R of the state and of HParams.
+    # The counters stay unbatched (see `state_axes`).
+
+    @functools.cached_property
     def state_axes(self) -> TrainState:
         """vmap axes of a batched TrainState: 0 everywhere except the counters.
 
@@ -293,18 +301,32 @@ class TrainProgram:
             agent=axes.agent.replace(step=None),
         )
 
-    def vmapped(self, fn_name: str):
-        """`init`, `run_chunk`, `run_chunk_guarded` or `train` vmapped over keys/states and HParams, counters shared."""
-        axes = self.state_axes()
-        if fn_name == "init":
-            return jax.vmap(self.init, out_axes=axes)
-        if fn_name == "run_chunk":
-            return jax.vmap(self.run_chunk, in_axes=(axes, 0, None), out_axes=(axes, 0))
-        if fn_name == "run_chunk_guarded":
-            return jax.vmap(self.run_chunk_guarded, in_axes=(axes, 0, None, 0), out_axes=(axes, 0))
-        if fn_name == "train":
-            return jax.vmap(self.train, out_axes=(axes, 0))
-        raise ValueError(f"cannot vmap {fn_name!r}")
+    def init_batch(self, keys: jax.Array, hparams: HParams) -> TrainState:
+        """`init` for R runs: keys (R, 2), HParams leaves (R,)."""
+        return jax.vmap(self.init, out_axes=self.state_axes)(keys, hparams)
+
+    def run_chunk_batch(self, ts: TrainState, hparams: HParams, num_iterations: int) -> tuple[TrainState, Metrics]:
+        """`run_chunk` for R runs; every metric gains a leading axis R."""
+        chunk = functools.partial(self.run_chunk, num_iterations=num_iterations)
+        return jax.vmap(chunk, in_axes=(self.state_axes, 0), out_axes=(self.state_axes, 0))(ts, hparams)
+
+    def run_chunk_guarded_batch(
+        self, ts: TrainState, hparams: HParams, num_iterations: int, frozen: jax.Array
+    ) -> tuple[TrainState, Metrics]:
+        """`run_chunk_guarded` for R runs; `frozen` is (R,) bool."""
+        chunk = functools.partial(self.run_chunk_guarded, num_iterations=num_iterations)
+        axes = self.state_axes
+        return jax.vmap(lambda s, h, f: chunk(s, h, frozen=f), in_axes=(axes, 0, 0), out_axes=(axes, 0))(
+            ts, hparams, frozen
+        )
+
+    def train_batch(self, keys: jax.Array, hparams: HParams) -> tuple[TrainState, Metrics]:
+        """`train` for R runs: keys (R, 2), HParams leaves (R,)."""
+        return jax.vmap(self.train, out_axes=(self.state_axes, 0))(keys, hparams)
+
+    def jit(self, fn, **kwargs):
+        """`jax.jit` of a function that steps this program's task, with the task's compiler options."""
+        return envs.jit(self.env, fn, **kwargs)
 
     # ------------------------------------------------------------ whole run
     def train(self, key: jax.Array, hparams: HParams) -> tuple[TrainState, Metrics]:

@@ -79,7 +79,7 @@ def compiled_env() -> Callable[[str, str], CompiledEnv]:
     def get(name: str, physics: str) -> CompiledEnv:
         if (name, physics) not in cache:
             env = envs.make(name, physics=physics)
-            jit = lambda fn: jax.jit(jax.vmap(fn), compiler_options=envs.compiler_options(env))
+            jit = lambda fn: envs.jit(env, jax.vmap(fn))
             cache[name, physics] = CompiledEnv(
                 env=env,
                 state_from=jit(env.state_from),

@@ -162,3 +162,17 @@ def test_restore_into_another_program_names_the_mismatch(tmp_path):
     with pytest.raises(CheckpointError, match="holds 2 arrays, this program's state has 1"):
         checkpointer.restore({"a": jax.ShapeDtypeStruct((2, 3), jnp.float32)})
     checkpointer.close()
+
+
+def test_run_api_writes_the_same_run_directory_and_returns_its_rows(uninterrupted, tmp_path):
+    import mjx_dacer
+    from mjx_dacer.config import ConfigError
+
+    full, _ = uninterrupted
+    out = tmp_path / "api"
+    rows = mjx_dacer.run(tiny_config(), out, seeds=2, progress_fn=lambda _: None)
+    assert rows == metric_rows(out) == metric_rows(full)
+    assert (out / "policy.msgpack").is_file() and (out / "summary.md").is_file()
+    with pytest.raises(ConfigError, match="not an empty directory"):
+        mjx_dacer.run(tiny_config(), out, progress_fn=lambda _: None)
+    assert mjx_dacer.run(None, out, resume=True, progress_fn=lambda _: None) == rows  # finished: nothing to do

@@ -27,6 +27,7 @@ from mjx_dacer.policy import load_policy, read_artifact, save_policy
 
 # Hopper-v5's sizes (Gymnasium's defaults); asserted against Gymnasium in the CLI test's fixture.
 OBS, ACT = 11, 3
+SIZES = {"noise_scale": [0.1, 0.1], "obs_size": OBS, "action_size": ACT}
 RUNS = 2
 TINY = dict(hidden_sizes=(8, 8), critic_hidden_sizes=(8, 8), diffusion_steps=2)
 
@@ -54,6 +55,7 @@ def init_batch(config: Config, obs_size: int, action_size: int, runs: int = RUNS
 
 def write_artifact(path, config, state, iteration=5, **kwargs):
     n = state.log_alpha.shape[0]
+    kwargs = {"noise_scale": np.full(n, config.noise_scale), "obs_size": OBS, "action_size": ACT, **kwargs}
     return save_policy(path, config, state.policy_params, state.log_alpha, [f"point{i}" for i in range(n)],
                        list(range(10, 10 + n)), iteration, **kwargs)
 
@@ -187,10 +189,10 @@ def test_save_rejects_inconsistent_inputs(tmp_path, hopper_batch):
     config, _, state = hopper_batch
     path = tmp_path / "policy.msgpack"
     with pytest.raises(ValueError, match="batch sizes disagree"):
-        save_policy(path, config, state.policy_params, state.log_alpha, ["a"], [0, 1], 0)
+        save_policy(path, config, state.policy_params, state.log_alpha, ["a"], [0, 1], 0, **SIZES)
     with pytest.raises(ValueError, match="do not match the config's network"):
         save_policy(path, config.replace(hidden_sizes=[16]), state.policy_params, state.log_alpha, ["a", "b"],
-                    [0, 1], 0)
+                    [0, 1], 0, **SIZES)
     assert not path.exists() and not list(tmp_path.iterdir())
 
 
@@ -223,7 +225,8 @@ def test_a_process_killed_mid_save_leaves_the_previous_artifact(tmp_path, hopper
         from mjx_dacer.policy import read_artifact, save_policy
         old = read_artifact({str(path)!r})
         os.replace = lambda *a: os._exit(9)
-        save_policy({str(path)!r}, old["config"], old["policy_params"], old["log_alpha"], ["a", "b"], [0, 1], 2)
+        save_policy({str(path)!r}, old["config"], old["policy_params"], old["log_alpha"], ["a", "b"], [0, 1], 2,
+                    noise_scale=old["noise_scale"], obs_size=old["obs_size"], action_size=old["action_size"])
     """)
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
     assert out.returncode == 9, out.stderr
@@ -258,7 +261,7 @@ def run_dirs(tmp_path_factory):
         _, state = init_batch(config, *sizes)
         run_dir = tmp_path_factory.mktemp(env)
         (run_dir / "config.yaml").write_text(yaml.safe_dump({**to_dict(config), "seeds": [0, 1], "grid": [{}]}))
-        write_artifact(run_dir / "policy.msgpack", config, state, iteration=0)
+        write_artifact(run_dir / "policy.msgpack", config, state, iteration=0, obs_size=sizes[0], action_size=sizes[1])
         dirs[env] = run_dir
     return dirs
 

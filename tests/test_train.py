@@ -107,14 +107,14 @@ def test_truncation_bootstraps_and_termination_does_not(program):
 
 @pytest.fixture(scope="module")
 def vmapped_chunk(program):
-    return jax.jit(program.vmapped("run_chunk"), static_argnums=2)
+    return jax.jit(program.run_chunk_batch, static_argnums=2)
 
 
 def test_seed_in_vmapped_batch_equals_seed_alone_and_grid_points_equal_single_runs(program, chunk, vmapped_chunk):
     cfg = program.config
     spec = RunSpec(grid=parse_grid(["lr_critic=1e-4,1e-3"]), seeds=(0, 1))
     keys, hps = stacked_inputs(cfg, spec)
-    ts = jax.jit(program.vmapped("init"))(keys, hps)
+    ts = jax.jit(program.init_batch)(keys, hps)
     ts, rows = vmapped_chunk(ts, hps, 3)
     _, rows2 = vmapped_chunk(ts, hps, 3)
     for b, (g, seed) in enumerate(spec.entries):

@@ -1,6 +1,6 @@
 """Environment throughput: steps per second per task, physics profile and batch size.
 
-``python -m mjx_dacer.bench envs`` times what the training program runs: the
+``mjx-dacer bench envs`` times what the training program runs: the
 `TrainingWrapper` (N environments, vmapped, auto-reset to fresh states) under
 uniform random actions, ``steps`` wrapper steps inside one jitted
 ``lax.scan``. Compile time (lowering + XLA compile of that scan) is its own
@@ -129,10 +129,9 @@ def measure(name: str, profile: str, batch: int, steps: int, repeats: int, seed:
         return jax.lax.scan(body, state, jnp.arange(steps))
 
     key = jax.random.PRNGKey(seed)
-    options = envs.compiler_options(wrapper)
-    state = jax.block_until_ready(jax.jit(wrapper.reset, compiler_options=options)(jax.random.split(key, batch)))
+    state = jax.block_until_ready(envs.jit(wrapper, wrapper.reset)(jax.random.split(key, batch)))
     start = time.perf_counter()
-    compiled = jax.jit(rollout, compiler_options=options).lower(state, key).compile()
+    compiled = envs.jit(wrapper, rollout).lower(state, key).compile()
     compile_s = time.perf_counter() - start
     state, _ = jax.block_until_ready(compiled(state, key))  # first run: allocation, caches
     best = float("inf")

@@ -56,14 +56,13 @@ def time_on_device(program, seeds: int, iterations: int, repeats: int) -> tuple[
     """Seconds per iteration (median) and compile seconds for `seeds` vmapped runs."""
     hp = jax.tree.map(lambda x: jnp.broadcast_to(x, (seeds,)), program.config.hparams())
     keys = jax.random.split(jax.random.PRNGKey(0), seeds)
-    options = envs.compiler_options(program.env)
-    state = jax.jit(program.vmapped("init"), compiler_options=options)(keys, hp)
-    axes = program.state_axes()
+    state = program.jit(program.init_batch)(keys, hp)
+    axes = program.state_axes
 
     def many(ts, hparams):
         return jax.lax.scan(lambda s, _: program.iteration(s, hparams), ts, None, length=iterations)
 
-    run = jax.jit(jax.vmap(many, in_axes=(axes, 0), out_axes=(axes, 0)), donate_argnums=0, compiler_options=options)
+    run = program.jit(jax.vmap(many, in_axes=(axes, 0), out_axes=(axes, 0)), donate_argnums=0)
     t0 = time.perf_counter()
     state, m = run(state, hp)
     jax.block_until_ready(m)
@@ -81,11 +80,10 @@ def time_host_loop(program, iterations: int, repeats: int) -> float:
     """Seconds per iteration of the reference structure: host buffer, one jit-ed call per stage."""
     cfg, agent, env = program.config, program.agent, program.training_env
     hp = cfg.hparams()
-    options = envs.compiler_options(program.env)
-    ts = jax.jit(program.init, compiler_options=options)(jax.random.PRNGKey(0), hp)
+    ts = program.jit(program.init)(jax.random.PRNGKey(0), hp)
     agent_state, env_state = ts.agent, ts.env_state
     act = jax.jit(agent.behaviour_action)
-    step = jax.jit(env.step, compiler_options=options)
+    step = program.jit(env.step)
     update = jax.jit(agent.update)
     cap, s_dim, a_dim = cfg.buffer_capacity, program.env.observation_size, program.env.action_size
     host = {"obs": np.zeros((cap, s_dim), np.float32), "action": np.zeros((cap, a_dim), np.float32),
