@@ -15,11 +15,11 @@ from __future__ import annotations
 
 import jax.numpy as jnp
 
-from mjx_dacer.envs import base
+from mjx_dacer.envs import base, planar
 from mjx_dacer.envs import physics as physics_lib
 
 
-class Hopper(base.MujocoTask):
+class Hopper(planar.PlanarWalker):
     xml_file = "hopper.xml"
     frame_skip = 4
     episode_length = 1000
@@ -50,10 +50,6 @@ class Hopper(base.MujocoTask):
         self.exclude_current_positions_from_observation = exclude_current_positions_from_observation
         super().__init__(physics)
 
-    def observation(self, data):
-        position = data.qpos[1:] if self.exclude_current_positions_from_observation else data.qpos
-        return jnp.concatenate([position, jnp.clip(data.qvel, -10.0, 10.0)])
-
     def is_healthy(self, data):
         z, angle = data.qpos[1], data.qpos[2]
         state = jnp.concatenate([data.qpos[2:], data.qvel])
@@ -62,20 +58,3 @@ class Hopper(base.MujocoTask):
             & base.in_open_range(z, self.healthy_z_range)
             & base.in_open_range(angle, self.healthy_angle_range)
         )
-
-    def reward(self, before, after, ctrl):
-        x_velocity = (after.qpos[0] - before.qpos[0]) / self.dt
-        healthy = self.is_healthy(after)
-        forward = self.forward_reward_weight * x_velocity
-        survive = self.healthy_reward * healthy
-        ctrl_cost = self.ctrl_cost_weight * jnp.sum(jnp.square(ctrl))
-        terminated = jnp.logical_and(~healthy, self.terminate_when_unhealthy)
-        metrics = {
-            "x_position": after.qpos[0],
-            "z_distance_from_origin": after.qpos[1] - self.init_qpos[1],
-            "x_velocity": x_velocity,
-            "reward_forward": forward,
-            "reward_ctrl": -ctrl_cost,
-            "reward_survive": survive.astype(jnp.float32),
-        }
-        return forward + survive - ctrl_cost, terminated, metrics
