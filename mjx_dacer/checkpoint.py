@@ -3,11 +3,14 @@
 A checkpoint holds the whole `TrainState` of every seed / grid point
 (networks, targets, optimiser states, log_alpha, sigma bound, replay buffer,
 env states, PRNG keys, counters) plus the metric rows written so far, under
-`RUN_DIR/checkpoints/<chunks done>/`. orbax writes each step into a temporary
-directory and renames it when complete, so a crash mid-write leaves no
-checkpoint that looks finished; on top of that every checkpoint records a
-CRC32 of each array, so a file damaged later (a truncated copy, a bad disk)
-is detected on restore and the previous checkpoint is used instead.
+`RUN_DIR/checkpoints/<chunks done>/`. A checkpoint is a directory of orbax's
+files, so its atomic step is orbax's own: it writes each step into a temporary
+directory and renames it when complete, and a crash mid-write leaves no
+checkpoint that looks finished (`artifact_io.write_atomically` is the same
+idea for the run's single files, such as the policy artifact). On top of that
+every checkpoint records `artifact_io.checksums` of its arrays, the CRC32 the
+policy artifact uses too, so a file damaged later (a truncated copy, a bad
+disk) is detected on restore and the previous checkpoint is used instead.
 
 The state is stored as its flat list of leaves, not as the pytree itself:
 orbax cannot save arrays of size zero, and MJX states hold some (e.g. the
@@ -22,21 +25,17 @@ from __future__ import annotations
 import dataclasses
 import pathlib
 import time
-import zlib
 from typing import Any, Sequence
 
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
+from mjx_dacer.artifact_io import checksums
 from mjx_dacer.errors import CheckpointError
 
 
 FORMAT_VERSION = 2  # 1: the pytree itself (no zero-size leaves); 2: non-empty leaves by index
-
-
-def _checksums(tree: Any) -> list[int]:
-    return [zlib.crc32(np.ascontiguousarray(x).view(np.uint8).reshape(-1)) for x in jax.tree.leaves(tree)]
 
 
 def _leaf_key(index: int) -> str:
@@ -75,7 +74,7 @@ class Checkpointer:
         leaves = [np.asarray(x) for x in jax.tree.leaves(jax.device_get(state))]
         arrays = {_leaf_key(i): x for i, x in enumerate(leaves) if x.size}
         meta = {"format": FORMAT_VERSION, "chunks_done": chunks_done, "rows": list(rows),
-                "leaves": _signature(leaves), "crc32": _checksums(leaves)}
+                "leaves": _signature(leaves), "crc32": checksums(leaves)}
         self.manager.save(
             chunks_done,
             args=ocp.args.Composite(state=ocp.args.StandardSave(arrays), meta=ocp.args.JsonSave(meta)),
@@ -118,7 +117,7 @@ class Checkpointer:
                 )["state"]
                 leaves = [np.asarray(arrays[_leaf_key(i)]) if np.prod(x.shape, dtype=int)
                           else np.zeros(x.shape, x.dtype) for i, x in enumerate(expected)]
-                if _checksums(leaves) != list(meta["crc32"]):
+                if checksums(leaves) != list(meta["crc32"]):
                     raise ValueError("array checksums do not match (the files were changed or truncated)")
                 state = jax.tree.unflatten(treedef, leaves)
             except Exception as e:  # any failure to read means: not usable, try the previous one

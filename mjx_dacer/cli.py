@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import itertools
 import logging
 import os
 import pathlib
@@ -21,7 +22,9 @@ import shutil
 import sys
 from typing import Sequence
 
-from mjx_dacer.config import ConfigError, error_line, load_config, parse_overrides, preset_for_env, preset_names
+from mjx_dacer.config import (
+    HPARAM_FIELDS, ConfigError, error_line, load_config, parse_overrides, preset_for_env, preset_names,
+)
 from mjx_dacer.errors import CheckpointError
 
 EXIT_USAGE = 2
@@ -80,8 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
     sweep = sub.add_parser(
         "sweep", help="grid search over hyperparameters x seeds in one vmapped program",
         description="Grid search: every grid point x seed runs in one vmapped program. Only "
-                    "shape-free hyperparameters can be swept: lr_actor, lr_critic, lr_alpha, "
-                    "noise_scale, reward_scale, gamma, tau, target_entropy_factor.",
+                    f"shape-free hyperparameters can be swept: {', '.join(HPARAM_FIELDS)}.",
     )
     _add_run_arguments(sweep)
     sweep.add_argument("--grid", action="append", default=[], required=True, metavar="KEY=V1,V2,...",
@@ -99,6 +101,32 @@ def build_parser() -> argparse.ArgumentParser:
                                   description=bench.__doc__.splitlines()[0])
     bench.build_parser(bench_parser)
     return parser
+
+
+def parse_grid(specs: Sequence[str]) -> tuple[dict[str, float], ...]:
+    """--grid values ["lr_actor=1e-4,3e-4", "noise_scale=0.1,0.15"] -> the Cartesian product as dicts."""
+    axes: list[tuple[str, list[float]]] = []
+    for spec in specs:
+        if "=" not in spec:
+            raise ConfigError(f"--grid '{spec}' is not of the form key=v1,v2,...")
+        key, values = spec.split("=", 1)
+        key = key.strip()
+        if key not in HPARAM_FIELDS:
+            raise ConfigError(
+                f"--grid key '{key}' cannot be swept in one program (it changes shapes or is not a "
+                f"hyperparameter); sweepable keys: {', '.join(HPARAM_FIELDS)}"
+            )
+        try:
+            parsed = [float(v) for v in values.split(",") if v.strip()]
+        except ValueError:
+            raise ConfigError(f"--grid '{spec}': values must be numbers separated by commas") from None
+        if not parsed:
+            raise ConfigError(f"--grid '{spec}' lists no values")
+        axes.append((key, parsed))
+    if not axes:
+        return ({},)
+    names = [k for k, _ in axes]
+    return tuple(dict(zip(names, combo)) for combo in itertools.product(*(v for _, v in axes)))
 
 
 def _default_out(env: str) -> pathlib.Path:
@@ -139,14 +167,13 @@ def _prepare_out_dir(args: argparse.Namespace, env: str) -> pathlib.Path:
 def _resume_target(args: argparse.Namespace, grid_specs: Sequence[str]):
     """The stored config and spec of --resume RUN_DIR, checked against any options given."""
     from mjx_dacer.config import to_dict
-    from mjx_dacer.runner import parse_grid, read_run_dir
+    from mjx_dacer.rundir import RunDir
 
     run_dir = args.resume
     if not run_dir.is_dir():
         raise ConfigError(f"--resume {run_dir}: no such directory; pass the run directory of an earlier run")
-    config, spec = read_run_dir(run_dir)
-    checkpoints = run_dir / "checkpoints"
-    if not checkpoints.is_dir() or not any(p.name.isdigit() for p in checkpoints.iterdir()):
+    stored_dir, config, spec = RunDir.open(run_dir)
+    if not stored_dir.has_checkpoint():
         raise ConfigError(f"--resume {run_dir}: the run stopped before its first checkpoint; start it again with "
                           "--overwrite (or lower checkpoint_interval)")
     if args.env is not None or args.config is not None or args.overrides:
@@ -166,7 +193,8 @@ def _resume_target(args: argparse.Namespace, grid_specs: Sequence[str]):
 
 
 def _run(args: argparse.Namespace, grid_specs: Sequence[str]) -> int:
-    from mjx_dacer.runner import RunSpec, RunStopped, maybe_initialize_distributed, parse_grid, run
+    from mjx_dacer.rundir import RunSpec
+    from mjx_dacer.runner import RunStopped, maybe_initialize_distributed, run
 
     if args.resume is not None:
         if args.overwrite or args.out is not None:
@@ -177,17 +205,20 @@ def _run(args: argparse.Namespace, grid_specs: Sequence[str]) -> int:
         if seeds < 1:
             raise ConfigError(f"--seeds must be >= 1, got {seeds}")
         config = _resolve_config(args)
-        grid = parse_grid(grid_specs)
-        spec = RunSpec(grid=grid, seeds=tuple(range(seeds)))
-        for point in grid:
-            config.replace(**point)  # validate every grid point before anything is written
+        spec = RunSpec(grid=parse_grid(grid_specs), seeds=tuple(range(seeds)))
+        spec.validate(config)  # every grid point, before anything is written
         out = _prepare_out_dir(args, config.env)
     maybe_initialize_distributed()
     try:
         run(config, out, seeds=spec.seeds, grid=spec.grid, progress_fn=lambda line: print(line, flush=True),
             resume=args.resume is not None, on_divergence=args.on_divergence)
     except RunStopped as e:
-        print(f"mjx-dacer: {e}", file=sys.stderr, flush=True)
+        hint = ""
+        if e.diverged:
+            hint = " (--on-divergence=drop)"
+        elif e.resume_dir is not None:
+            hint = f"; resume with: mjx-dacer train --resume {e.resume_dir}"
+        print(f"mjx-dacer: {e}{hint}", file=sys.stderr, flush=True)
         if e.abandoned:
             # A compile or chunk is still running in a worker thread and its result is not wanted:
             # leave now, instead of letting interpreter shutdown wait for it.

@@ -1,17 +1,20 @@
-"""Typed configuration for DACER runs.
+"""Typed configuration for DACER runs: one schema, every field declared once.
 
-Two kinds of settings live here (see DESIGN.md, "config.py"):
+`Config` is the whole run description, a frozen dataclass loaded from YAML.
+Each field is declared once, with its default (DACER_SPEC's values, the
+authors' code, for a 256-unit task), a one-line doc, a range check and its
+kind (see DESIGN.md, "config.py"):
 
-* ``Config``: the whole run description, a frozen dataclass loaded from YAML.
-  Fields that fix array shapes or the program's structure (network sizes,
-  ``num_envs``, ``diffusion_steps``, ``batch_size``, ``buffer_capacity``, ...)
-  are *static*: changing them recompiles the program.
-* ``HParams``: the scalar hyperparameters that do not change shapes (learning
-  rates, noise scale, reward scale, gamma, tau, target-entropy factor). They
-  are pytree leaves, so ``jax.vmap`` over an ``HParams`` batch runs a grid
-  search inside one compiled program.
+* static: fixes array shapes or the program's structure (network sizes,
+  `num_envs`, `diffusion_steps`, `batch_size`, `buffer_capacity`, ...) or is
+  read on the host only (`seed`, `checkpoint_interval`); changing it recompiles.
+* traced: a scalar that changes no shape (learning rates, noise scale,
+  reward scale, gamma, tau, target-entropy factor). The traced fields make
+  up `HParams`, whose leaves may carry vmap axes, so `jax.vmap` over an
+  `HParams` batch runs a grid search inside one compiled program.
 
-Defaults are DACER_SPEC's values (the authors' code), for a 256-unit task.
+Everything else is derived from the declarations: `HParams`, the type
+coercion of YAML and command-line values, the range checks and their messages.
 """
 
 from __future__ import annotations
@@ -24,8 +27,9 @@ import pathlib
 import re
 import typing
 from importlib.resources.abc import Traversable
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
+import jax
 import jax.numpy as jnp
 import yaml
 from flax import struct
@@ -41,34 +45,60 @@ def error_line(error: Exception) -> str:
     return message.splitlines()[0] if message.strip() else repr(error)
 
 
-@struct.dataclass
-class HParams:
-    """Shape-free hyperparameters; every leaf may carry leading vmap axes.
-
-    Attributes:
-      lr_actor: Adam step size of the noise-prediction network (spec §4: 1e-4).
-      lr_critic: Adam step size of both critics (spec §4: 1e-4).
-      lr_alpha: Adam step size of log_alpha (spec §2: 3e-2).
-      noise_scale: lambda of Eq. 16, the behaviour noise is lambda * alpha * N(0, I).
-      reward_scale: the factor on r in the critic target (spec §3: 0.2).
-      gamma: discount (0.99).
-      tau: Polyak rate of the target critics (0.005).
-      target_entropy_factor: H_target = -target_entropy_factor * dim(A) (0.9).
-    """
-
-    lr_actor: jnp.ndarray
-    lr_critic: jnp.ndarray
-    lr_alpha: jnp.ndarray
-    noise_scale: jnp.ndarray
-    reward_scale: jnp.ndarray
-    gamma: jnp.ndarray
-    tau: jnp.ndarray
-    target_entropy_factor: jnp.ndarray
+# ----------------------------------------------------------------- range checks
+# A check returns what is wrong with a value ("must be >= 1"), or None.
+Check = Callable[[Any], "str | None"]
 
 
-HPARAM_FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(HParams))
+def at_least(low: float) -> Check:
+    def check(v):
+        if not (math.isfinite(v) and v >= low):
+            return f"must be >= {low}" if isinstance(v, int) else f"must be a finite number >= {low:g}"
+        return None
+    return check
 
-ACTIVATIONS = ("mish", "gelu", "relu", "silu", "tanh", "elu")
+
+def positive(v) -> str | None:
+    return None if math.isfinite(v) and v > 0 else "must be a positive number"
+
+
+def finite(v) -> str | None:
+    return None if math.isfinite(v) else "must be a finite number"
+
+
+def within(low: float, high: float, low_open: bool = False) -> Check:
+    def check(v):
+        inside = (low < v if low_open else low <= v) and v <= high
+        return None if inside else f"must lie in {'(' if low_open else '['}{low:g}, {high:g}]"
+    return check
+
+
+def one_of(choices: Callable[[], tuple[str, ...]]) -> Check:
+    """The choices come from the module that owns them, imported on first use (it pulls in flax or MuJoCo)."""
+    def check(v):
+        return None if v in choices() else f"must be one of {', '.join(choices())}"
+    return check
+
+
+def _activations() -> tuple[str, ...]:
+    from mjx_dacer.networks import ACTIVATION_FNS
+
+    return tuple(ACTIVATION_FNS)
+
+
+def _physics_profiles() -> tuple[str, ...]:
+    from mjx_dacer.envs.physics import PROFILES
+
+    return PROFILES
+
+
+def widths(v) -> str | None:
+    return None if v and all(s >= 1 for s in v) else "must be a non-empty list of positive widths"
+
+
+def setting(default: Any, doc: str, check: Check | None = None, *, traced: bool = False) -> Any:
+    """A Config field: its default, a one-line doc, a range check, static (default) or traced."""
+    return dataclasses.field(default=default, metadata={"doc": doc, "check": check, "traced": traced})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -76,43 +106,44 @@ class Config:
     """Everything one run needs. Key names are part of the public interface."""
 
     # Task and data collection (spec §5).
-    env: str = "Hopper-v5"
-    physics: str = "fast"
-    num_envs: int = 20
-    # Iterations after the warm-up (spec §5: the reference's 1.5M updates exclude it).
-    total_iterations: int = 1_500_000
-    updates_per_iteration: int = 1
-    warmup_steps: int = 30_000
-    buffer_capacity: int = 1_000_000
-    batch_size: int = 256
+    env: str = setting("Hopper-v5", "task name (mjx_dacer.envs.names())")
+    physics: str = setting("fast", "MJX physics profile (envs/physics.py)", one_of(_physics_profiles))
+    num_envs: int = setting(20, "environments stepped per iteration", at_least(1))
+    total_iterations: int = setting(
+        1_500_000, "iterations after the warm-up (spec §5: the reference's 1.5M updates exclude it)", at_least(1))
+    updates_per_iteration: int = setting(1, "gradient updates per iteration", at_least(1))
+    warmup_steps: int = setting(30_000, "uniform random transitions before the first update", at_least(0))
+    buffer_capacity: int = setting(1_000_000, "replay buffer size in transitions, per run", at_least(1))
+    batch_size: int = setting(256, "transitions per update", at_least(1))
     # Evaluation (spec §5): deterministic episodes at the end of the warm-up and every
     # eval_interval iterations after it.
-    eval_interval: int = 15_000
-    eval_episodes: int = 10
+    eval_interval: int = setting(15_000, "iterations between evaluations (one chunk)", at_least(1))
+    eval_episodes: int = setting(10, "deterministic episodes per evaluation", at_least(1))
     # Networks (spec §1, §3).
-    hidden_sizes: tuple[int, ...] = (256, 256, 256)
-    critic_hidden_sizes: tuple[int, ...] = (256, 256, 256)
-    activation: str = "mish"
-    critic_activation: str = "mish"
-    diffusion_steps: int = 20
+    hidden_sizes: tuple[int, ...] = setting((256, 256, 256), "noise network widths", widths)
+    critic_hidden_sizes: tuple[int, ...] = setting((256, 256, 256), "critic widths", widths)
+    activation: str = setting("mish", "noise network activation", one_of(_activations))
+    critic_activation: str = setting("mish", "critic activation", one_of(_activations))
+    diffusion_steps: int = setting(20, "T, steps of the reverse chain (Eq. 6)", at_least(1))
     # Entropy regulator (spec §2).
-    noise_scale: float = 0.1
-    initial_alpha: float = 3.0
-    alpha_update_interval: int = 10_000
-    entropy_samples: int = 200
-    gmm_components: int = 3
-    target_entropy_factor: float = 0.9
+    noise_scale: float = setting(0.1, "lambda of Eq. 16: behaviour noise is lambda * alpha * N(0, I)",
+                                 at_least(0.0), traced=True)
+    initial_alpha: float = setting(3.0, "alpha before the first update", positive)
+    alpha_update_interval: int = setting(10_000, "updates between entropy estimates (Eq. 12-15)", at_least(1))
+    entropy_samples: int = setting(200, "M, actions per state in the entropy estimate", at_least(1))
+    gmm_components: int = setting(3, "K, mixture components of the entropy estimate", at_least(1))
+    target_entropy_factor: float = setting(0.9, "H_target = -target_entropy_factor * dim(A)", finite, traced=True)
     # Optimisation (spec §3, §4).
-    lr_actor: float = 1e-4
-    lr_critic: float = 1e-4
-    lr_alpha: float = 3e-2
-    reward_scale: float = 0.2
-    gamma: float = 0.99
-    tau: float = 0.005
-    policy_delay: int = 2
-    # Bookkeeping.
-    checkpoint_interval: int = 1
-    seed: int = 0
+    lr_actor: float = setting(1e-4, "Adam step size of the noise network", positive, traced=True)
+    lr_critic: float = setting(1e-4, "Adam step size of both critics", positive, traced=True)
+    lr_alpha: float = setting(3e-2, "Adam step size of log_alpha", positive, traced=True)
+    reward_scale: float = setting(0.2, "factor on r in the critic target (spec §3)", positive, traced=True)
+    gamma: float = setting(0.99, "discount", within(0.0, 1.0), traced=True)
+    tau: float = setting(0.005, "Polyak rate of the target critics", within(0.0, 1.0, low_open=True), traced=True)
+    policy_delay: int = setting(2, "critic updates per actor and target update", at_least(1))
+    # Bookkeeping (host side).
+    checkpoint_interval: int = setting(1, "chunks between checkpoints", at_least(1))
+    seed: int = setting(0, "seed s of a run uses PRNGKey(seed + s)", at_least(0))
 
     @property
     def warmup_iterations(self) -> int:
@@ -124,8 +155,8 @@ class Config:
         """
         return -(-self.warmup_steps // self.num_envs)
 
-    def hparams(self) -> HParams:
-        """The traced hyperparameters of this config, as float32 scalars."""
+    def hparams(self) -> "HParams":
+        """The traced fields of this config, as float32 scalars."""
         return HParams(**{k: jnp.float32(getattr(self, k)) for k in HPARAM_FIELDS})
 
     def replace(self, **changes: Any) -> "Config":
@@ -135,98 +166,82 @@ class Config:
 
 _FIELDS = {f.name: f for f in dataclasses.fields(Config)}
 _HINTS = typing.get_type_hints(Config)
-
-# (field, lower bound, inclusive?) ; upper bounds are checked separately below.
-_POSITIVE_INTS = (
-    "num_envs", "total_iterations", "updates_per_iteration", "buffer_capacity",
-    "batch_size", "eval_interval", "eval_episodes", "diffusion_steps",
-    "alpha_update_interval", "entropy_samples", "gmm_components", "policy_delay",
-    "checkpoint_interval",
-)
-_POSITIVE_FLOATS = ("lr_actor", "lr_critic", "lr_alpha", "reward_scale", "initial_alpha")
+HPARAM_FIELDS: tuple[str, ...] = tuple(name for name, f in _FIELDS.items() if f.metadata["traced"])
+STATIC_FIELDS: tuple[str, ...] = tuple(name for name in _FIELDS if name not in HPARAM_FIELDS)
 
 
-def _coerce(name: str, value: Any) -> Any:
-    """Convert a YAML or command-line value to the declared type of ``name``."""
-    hint = _HINTS[name]
-    try:
-        if hint is int:
-            if isinstance(value, bool):
-                raise TypeError
-            if isinstance(value, str):
-                value = value.replace("_", "")
-                value = float(value) if any(c in value for c in ".eE") else int(value)
-            if isinstance(value, float):
-                if not value.is_integer():
-                    raise TypeError
-                value = int(value)
-            if not isinstance(value, int):
-                raise TypeError
-            return value
-        if hint is float:
-            if isinstance(value, bool):
-                raise TypeError
-            return float(value)
-        if hint is str:
-            if not isinstance(value, str):
-                raise TypeError
-            return value
-        if typing.get_origin(hint) is tuple:
-            if isinstance(value, str):
-                value = [v for v in value.strip("[]() ").split(",") if v.strip()]
-            if isinstance(value, int) and not isinstance(value, bool):
-                value = [value]
-            return tuple(_coerce_int(v) for v in value)
-    except (TypeError, ValueError):
-        pass
-    else:
-        raise AssertionError(f"unhandled type {hint} for {name}")
-    expected = {int: "an integer", float: "a number", str: "a string"}.get(
-        hint, "a list of integers, e.g. [256, 256, 256]"
-    )
-    raise ConfigError(f"config key '{name}' must be {expected}, got {value!r}")
+def _make_hparams() -> type:
+    doc = "\n".join(f"  {k}: {_FIELDS[k].metadata['doc']}." for k in HPARAM_FIELDS)
+    namespace = {
+        "__annotations__": {k: jax.Array for k in HPARAM_FIELDS},
+        "__module__": __name__,
+        "__qualname__": "HParams",
+        "__doc__": f"The traced fields of Config; every leaf may carry leading vmap axes.\n\nAttributes:\n{doc}\n",
+    }
+    return struct.dataclass(type("HParams", (), namespace))
 
 
-def _coerce_int(v: Any) -> int:
-    if isinstance(v, bool):
-        raise TypeError
+HParams = _make_hparams()
+
+
+# --------------------------------------------------------------------- coercion
+def _to_int(v: Any) -> int:
     if isinstance(v, str):
-        v = int(v.strip())
+        v = v.strip().replace("_", "")
+        v = float(v) if any(c in v for c in ".eE") else int(v)
     if isinstance(v, float) and v.is_integer():
         v = int(v)
-    if not isinstance(v, int):
+    if isinstance(v, bool) or not isinstance(v, int):
         raise TypeError
     return v
 
 
+def _to_float(v: Any) -> float:
+    if isinstance(v, bool):
+        raise TypeError
+    return float(v)
+
+
+def _to_str(v: Any) -> str:
+    if not isinstance(v, str):
+        raise TypeError
+    return v
+
+
+def _to_ints(v: Any) -> tuple[int, ...]:
+    if isinstance(v, str):
+        v = [x for x in v.strip("[]() ").split(",") if x.strip()]
+    if isinstance(v, int) and not isinstance(v, bool):
+        v = [v]
+    return tuple(_to_int(x) for x in v)
+
+
+# Declared type -> (parser, what the error says it expects).
+_PARSERS: dict[Any, tuple[Callable[[Any], Any], str]] = {
+    int: (_to_int, "an integer"),
+    float: (_to_float, "a number"),
+    str: (_to_str, "a string"),
+    tuple[int, ...]: (_to_ints, "a list of integers, e.g. [256, 256, 256]"),
+}
+
+
+def _coerce(name: str, value: Any) -> Any:
+    """Convert a YAML or command-line value to the declared type of ``name``."""
+    parse, expected = _PARSERS[_HINTS[name]]
+    try:
+        return parse(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"config key '{name}' must be {expected}, got {value!r}") from None
+
+
 def validate(cfg: Config) -> Config:
-    """Range checks; raises ConfigError naming the field and the fix."""
-    for name in _POSITIVE_INTS:
-        if getattr(cfg, name) < 1:
-            raise ConfigError(f"config key '{name}' must be >= 1, got {getattr(cfg, name)}")
-    for name in _POSITIVE_FLOATS:
-        v = getattr(cfg, name)
-        if not (math.isfinite(v) and v > 0):
-            raise ConfigError(f"config key '{name}' must be a positive number, got {v}")
-    for name in ("hidden_sizes", "critic_hidden_sizes"):
-        sizes = getattr(cfg, name)
-        if not sizes or any(s < 1 for s in sizes):
-            raise ConfigError(f"config key '{name}' must be a non-empty list of positive widths, got {list(sizes)}")
-    for name in ("activation", "critic_activation"):
-        if getattr(cfg, name) not in ACTIVATIONS:
-            raise ConfigError(f"config key '{name}' must be one of {', '.join(ACTIVATIONS)}, got {getattr(cfg, name)!r}")
-    if cfg.physics not in ("fast", "faithful"):
-        raise ConfigError(f"config key 'physics' must be 'fast' or 'faithful', got {cfg.physics!r}")
-    if not (0.0 <= cfg.gamma <= 1.0):
-        raise ConfigError(f"config key 'gamma' must lie in [0, 1], got {cfg.gamma}")
-    if not (0.0 < cfg.tau <= 1.0):
-        raise ConfigError(f"config key 'tau' must lie in (0, 1], got {cfg.tau}")
-    if not (math.isfinite(cfg.noise_scale) and cfg.noise_scale >= 0):
-        raise ConfigError(f"config key 'noise_scale' must be >= 0, got {cfg.noise_scale}")
-    if not math.isfinite(cfg.target_entropy_factor):
-        raise ConfigError("config key 'target_entropy_factor' must be finite")
-    if cfg.warmup_steps < 0:
-        raise ConfigError(f"config key 'warmup_steps' must be >= 0, got {cfg.warmup_steps}")
+    """Each field's declared range check, then the checks across fields; raises ConfigError naming the field."""
+    for name, f in _FIELDS.items():
+        value = getattr(cfg, name)
+        problem = f.metadata["check"] and f.metadata["check"](value)
+        if problem:
+            shown = list(value) if isinstance(value, tuple) else value
+            raise ConfigError(f"config key '{name}' {problem}, got {shown!r}")
     if cfg.batch_size > cfg.buffer_capacity:
         raise ConfigError(
             f"batch_size ({cfg.batch_size}) is larger than buffer_capacity ({cfg.buffer_capacity}); "
@@ -241,9 +256,17 @@ def validate(cfg: Config) -> Config:
         raise ConfigError(
             f"num_envs ({cfg.num_envs}) is larger than buffer_capacity ({cfg.buffer_capacity}); raise buffer_capacity"
         )
-    if cfg.seed < 0:
-        raise ConfigError(f"config key 'seed' must be >= 0, got {cfg.seed}")
     return cfg
+
+
+def describe() -> str:
+    """Every config key with its kind, default and doc, one per line (for `--help` and the README)."""
+    lines = []
+    for name, f in _FIELDS.items():
+        default = list(f.default) if isinstance(f.default, tuple) else f.default
+        kind = "traced" if f.metadata["traced"] else "static"
+        lines.append(f"{name} ({kind}, default {default}): {f.metadata['doc']}")
+    return "\n".join(lines)
 
 
 def unknown_key_error(key: str) -> ConfigError:
@@ -353,6 +376,6 @@ def preset_for_env(env: str) -> str | None:
 
 
 __all__ = [
-    "ACTIVATIONS", "Config", "ConfigError", "HPARAM_FIELDS", "HParams", "from_dict",
+    "Config", "ConfigError", "HPARAM_FIELDS", "HParams", "STATIC_FIELDS", "describe", "from_dict",
     "load_config", "parse_overrides", "preset_for_env", "preset_names", "resolve_preset", "to_dict", "validate",
 ]

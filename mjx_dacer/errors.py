@@ -6,4 +6,13 @@ its one-line message and exit status 2.
 
 
 class CheckpointError(RuntimeError):
-    """No usable checkpoint in a run directory (none written yet, or every one damaged)."""
+    """A run directory's saved state is unusable: no usable checkpoint (none written yet, or every one
+    damaged), or a policy file that is missing, foreign, from a newer mjx_dacer, damaged or truncated."""
+
+
+class PolicyFileError(CheckpointError, ValueError):
+    """A policy artifact (``policy.msgpack``) that cannot be read; the message is one line naming the file.
+
+    Also a ValueError: `mjx_dacer.policy.load_policy` has always raised ValueError for a bad file, and
+    callers (the eval CLI) catch that.
+    """

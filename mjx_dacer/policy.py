@@ -1,67 +1,67 @@
-"""The policy artifact: a trained diffusion policy in one small file, and a callable to use it.
+"""The policy artifact: a trained diffusion policy in one small file.
 
 `save_policy` writes ``policy.msgpack``: the noise network's parameters of every
 run of a (seeds x grid) batch, their log_alpha and noise_scale, the run's
 config and the sizes needed to rebuild the network. Nothing of the replay
 buffer, the critics or the optimiser states, so it stays small (the full
 training state is the orbax checkpoint's job). `load_policy` turns one run of
-it back into a numpy-in, numpy-out function:
+it back into a numpy-in, numpy-out `Policy` (`mjx_dacer.policy_runtime`, which
+does no IO; its names are importable from here too):
 
     policy = load_policy("runs/hopper")             # or ".../policy.msgpack"
     action = policy(obs)                            # (S,) -> (A,), or (N, S) -> (N, A), in [-1, 1]
 
 File format (msgpack, via flax.serialization): an envelope
-``{"format": FORMAT, "version": VERSION, "crc32": int, "body": bytes}`` whose
-body is itself msgpack of::
+
+    format          str      FORMAT, "mjx_dacer.policy": tells an artifact from any other msgpack file
+    version         int      VERSION of the body's layout; a reader rejects newer versions
+    crc32           int      CRC32 of ``body`` (`artifact_io.checksums` of it as one blob)
+    body            bytes    msgpack of the fields below
+
+whose body holds::
 
     config          dict     Config as `config.to_dict` writes it
-    obs_size        int      S
-    action_size     int      A
+    obs_size        int      S, the task's observation size (given by the caller, never inferred)
+    action_size     int      A, the task's action size (likewise)
     num_runs        int      B
     labels          [str]    grid point label of each run
     seeds           [int]    seed of each run
-    iteration       int      training iterations done when it was written
+    iteration       int      training iterations done when it was written (counted after the warm-up)
     policy_params   pytree   the NoisePredictor's params, every leaf with leading axis B
     log_alpha       (B,)     float32
-    noise_scale     (B,)     float32, lambda of Eq. 16 (per run: grid searches may sweep it)
+    noise_scale     (B,)     float32, lambda of Eq. 16 of each run, as trained (grid searches may sweep it)
 
-The CRC32 of the body lets `load_policy` tell a damaged or truncated file from
-a valid one; the write itself is atomic (temp file, fsync, rename), so a crash
-mid-write leaves the previous artifact in place.
+The checksum covers the whole body (metadata included), so `read_artifact`
+tells a damaged or truncated file from a valid one; the write is
+`artifact_io.write_atomically`, so a crash mid-write leaves the previous
+artifact in place.
 """
 
 from __future__ import annotations
 
-import functools
 import os
 import pathlib
-import tempfile
-import zlib
 from typing import Any, Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-from flax import serialization, struct
+from flax import serialization
 
+from mjx_dacer.artifact_io import checksums, write_atomically
 from mjx_dacer.config import Config, from_dict, to_dict
 from mjx_dacer.dacer import DACER
+from mjx_dacer.errors import PolicyFileError
+from mjx_dacer.policy_runtime import Policy, PolicyParams, policy_action
 
 FORMAT = "mjx_dacer.policy"
 VERSION = 1
 FILENAME = "policy.msgpack"
+BODY_FIELDS = ("config", "obs_size", "action_size", "num_runs", "labels", "seeds", "iteration", "policy_params",
+               "log_alpha", "noise_scale")
 
 Params = Any
 PathLike = str | os.PathLike
-
-
-@struct.dataclass
-class PolicyParams:
-    """What one run's policy learned. network: NoisePredictor params; the others are scalars."""
-
-    network: Params
-    log_alpha: jax.Array
-    noise_scale: jax.Array
 
 
 # ------------------------------------------------------------------- writing
@@ -87,12 +87,12 @@ def save_policy(
       log_alpha: (B,) log of the entropy regulator's alpha.
       labels, seeds: B grid point labels and seeds (the runner's entry order).
       iteration: training iterations done (counted after the warm-up).
-      noise_scale: (B,) lambda of Eq. 16 of each run: the vmapped HParams' value (a sweep may vary it).
-      obs_size, action_size: S and A of the task.
+      noise_scale: (B,) or () lambda of Eq. 16 of each run: the vmapped HParams' value. Required, with no
+        default from ``config.noise_scale``: a sweep trains each run with its own value.
+      obs_size, action_size: S and A of the task (the env's sizes; not read off the parameters).
     Raises:
       ValueError: inconsistent batch sizes or parameters that do not fit the config's network.
     """
-    path = pathlib.Path(path)
     params = jax.tree.map(np.asarray, jax.device_get(policy_params))
     log_alpha = np.asarray(jax.device_get(log_alpha), np.float32).reshape(-1)
     num_runs = log_alpha.shape[0]
@@ -119,43 +119,14 @@ def save_policy(
         "noise_scale": noise_scale,
     }
     payload = serialization.msgpack_serialize(body)
-    envelope = {"format": FORMAT, "version": VERSION, "crc32": zlib.crc32(payload), "body": payload}
-    _write_atomically(path, serialization.msgpack_serialize(envelope))
-    return path
-
-
-def _write_atomically(path: pathlib.Path, data: bytes) -> None:
-    """temp file in the same directory -> fsync -> os.replace -> fsync the directory.
-
-    Readers see either the old file or the complete new one; a crash leaves at
-    most a hidden ``.policy.msgpack.*.tmp`` that nothing reads.
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        pathlib.Path(tmp).unlink(missing_ok=True)
-        raise
-    try:  # make the rename itself durable; not every platform can open a directory
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(dir_fd)
-    except OSError:
-        pass
-    finally:
-        os.close(dir_fd)
+    [crc] = checksums(payload)
+    envelope = {"format": FORMAT, "version": VERSION, "crc32": crc, "body": payload}
+    return write_atomically(path, serialization.msgpack_serialize(envelope))
 
 
 def _check_params(config: Config, obs_size: int, action_size: int, params: Params) -> None:
-    """The params (one run) must have exactly the shapes the config's network has."""
-    agent = DACER.from_config(config, obs_size, action_size)
+    """The params (one run) must have exactly the shapes the config's network has for (S, A)."""
+    agent = DACER(config, obs_size, action_size)
     expected = jax.eval_shape(agent.init, jax.random.PRNGKey(0)).policy_params
     want = jax.tree.map(lambda x: tuple(x.shape), expected)
     try:
@@ -172,46 +143,68 @@ def _check_params(config: Config, obs_size: int, action_size: int, params: Param
 
 # ------------------------------------------------------------------- reading
 def artifact_path(path: PathLike) -> pathlib.Path:
-    """The artifact file of ``path``: the file itself, or ``path/policy.msgpack`` for a run directory."""
+    """The artifact file of ``path``: the file itself, or ``path/policy.msgpack`` for a run directory.
+
+    Raises:
+      PolicyFileError (a ValueError): no such file, or a directory without the artifact.
+    """
     p = pathlib.Path(path)
     if p.is_dir():
         p = p / FILENAME
         if not p.is_file():
-            raise ValueError(f"{path} holds no {FILENAME} (a run writes it at every checkpoint); check the run directory")
+            raise PolicyFileError(f"{path} holds no {FILENAME} (a run writes it at every checkpoint); "
+                                  "check the run directory")
     elif not p.exists():
-        raise ValueError(f"no policy at {path}: no such file or directory")
+        raise PolicyFileError(f"no policy at {path}: no such file or directory")
     return p
 
 
 def read_artifact(path: PathLike) -> dict[str, Any]:
-    """The decoded body of an artifact file or run directory (see the module docstring).
+    """The decoded body of an artifact file or run directory (fields: see the module docstring).
+
+    ``config`` comes back as a Config, the arrays as numpy arrays.
 
     Raises:
-      ValueError: missing file, or a file that is not a (complete) policy artifact.
+      PolicyFileError (a CheckpointError and a ValueError) with a one-line message: missing or unreadable
+      file, a file that is not a policy artifact, a newer format version, a damaged or truncated file.
     """
     file = artifact_path(path)
     try:
-        envelope = serialization.msgpack_restore(file.read_bytes())
+        data = file.read_bytes()
+    except OSError as e:
+        raise PolicyFileError(f"cannot read {file}: {e.strerror or e}") from None
+    try:
+        envelope = serialization.msgpack_restore(data)
     except Exception:  # msgpack raises many kinds of errors on foreign or truncated data
         envelope = None
     if not isinstance(envelope, dict) or envelope.get("format") != FORMAT:
-        raise ValueError(f"{file} is not an mjx_dacer policy artifact (written by save_policy / mjx-dacer train)")
+        raise PolicyFileError(f"{file} is not an mjx_dacer policy artifact (written by save_policy / "
+                              "mjx-dacer train), or it is truncated")
     if not isinstance(envelope.get("version"), int) or envelope["version"] > VERSION:
-        raise ValueError(f"{file} has policy format version {envelope.get('version')!r}; this mjx_dacer reads "
-                         f"up to {VERSION}: upgrade mjx_dacer")
+        raise PolicyFileError(f"{file} has policy format version {envelope.get('version')!r}; this mjx_dacer "
+                              f"reads up to {VERSION}: upgrade mjx_dacer")
     payload = envelope.get("body")
-    if not isinstance(payload, bytes) or zlib.crc32(payload) != envelope.get("crc32"):
-        raise ValueError(f"{file} is damaged (checksum mismatch): re-copy it or take it from the run again")
-    body = serialization.msgpack_restore(payload)
+    if not isinstance(payload, bytes) or checksums(payload) != [envelope.get("crc32")]:
+        raise PolicyFileError(f"{file} is damaged (checksum mismatch): re-copy it or take it from the run again")
+    try:
+        body = serialization.msgpack_restore(payload)
+    except Exception:  # a checksum that matches a body msgpack cannot read: not written by save_policy
+        body = None
+    missing = [k for k in BODY_FIELDS if k not in body] if isinstance(body, dict) else list(BODY_FIELDS)
+    if missing:
+        raise PolicyFileError(f"{file} is damaged: its body lacks {', '.join(missing)}")
     try:
         body["config"] = from_dict(body["config"])
     except ValueError as e:  # ConfigError included
-        raise ValueError(f"{file}: its stored config does not load ({str(e).splitlines()[0]})") from None
+        raise PolicyFileError(f"{file}: its stored config does not load ({str(e).splitlines()[0]})") from None
     return body
 
 
-def load_policy(path: PathLike, run: int = 0, deterministic: bool = True, seed: int = 0) -> "Policy":
+def load_policy(path: PathLike, run: int = 0, deterministic: bool = True, seed: int = 0) -> Policy:
     """One run of an artifact as a callable `Policy`.
+
+    The network is rebuilt from the stored config and sizes (obs_size, action_size);
+    the run's stored log_alpha and noise_scale drive Eq. 16's noise.
 
     Args:
       path: the artifact file, or a run directory holding ``policy.msgpack``.
@@ -219,7 +212,8 @@ def load_policy(path: PathLike, run: int = 0, deterministic: bool = True, seed: 
       deterministic: True: the chain's a0 (evaluation); False: add Eq. 16's behaviour noise.
       seed: seed of the PRNG key the chain samples with; each call advances it.
     Raises:
-      ValueError with a one-line message: missing file, not an artifact, run out of range.
+      PolicyFileError (a ValueError): see `read_artifact`.
+      ValueError: run out of range. Both with a one-line message.
     """
     body = read_artifact(path)
     num_runs = int(body["num_runs"])
@@ -231,7 +225,7 @@ def load_policy(path: PathLike, run: int = 0, deterministic: bool = True, seed: 
         log_alpha=jnp.asarray(body["log_alpha"][run], jnp.float32),
         noise_scale=jnp.asarray(body["noise_scale"][run], jnp.float32),
     )
-    agent = DACER.from_config(body["config"], int(body["obs_size"]), int(body["action_size"]))
+    agent = DACER(body["config"], int(body["obs_size"]), int(body["action_size"]))  # sizes as stored
     return Policy(
         agent=agent, params=params, config=body["config"], run=run, label=body["labels"][run],
         seed=int(body["seeds"][run]), iteration=int(body["iteration"]), num_runs=num_runs,
@@ -239,80 +233,5 @@ def load_policy(path: PathLike, run: int = 0, deterministic: bool = True, seed: 
     )
 
 
-# ------------------------------------------------------------------- acting
-def policy_action(agent: DACER, deterministic: bool, params: PolicyParams, obs: jax.Array, key: jax.Array) -> jax.Array:
-    """Pure: obs (N, S) -> actions (N, A) in [-1, 1]; a0 of the chain, plus Eq. 16's noise unless deterministic."""
-    if deterministic:
-        return agent.deterministic_action(params.network, obs, key)
-    return agent.behaviour_action(params.network, obs, key, params.log_alpha, params.noise_scale)
-
-
-@functools.lru_cache(maxsize=None)
-def _compiled_step(agent: DACER, deterministic: bool):
-    """One jitted (params, obs, key) -> (actions, next key) per network structure, shared by all Policy objects."""
-
-    def step(params: PolicyParams, obs: jax.Array, key: jax.Array):
-        key, sub = jax.random.split(key)
-        return policy_action(agent, deterministic, params, obs, sub), key
-
-    return jax.jit(step)
-
-
-class Policy:
-    """One run's trained policy: numpy observation in, numpy action in [-1, 1] out.
-
-    Each call splits the internal key into (next key, chain key) and samples the
-    reverse chain with the chain key, so a fresh Policy with the same seed
-    reproduces the same actions.
-
-    Attributes:
-      config, env_name, run, label, seed (the training seed), iteration, num_runs,
-      obs_size, action_size, deterministic, agent (the DACER structure),
-      params (`PolicyParams`), key (the current PRNG key).
-    """
-
-    def __init__(self, agent: DACER, params: PolicyParams, config: Config, run: int, label: str, seed: int,
-                 iteration: int, num_runs: int, deterministic: bool = True, key_seed: int = 0):
-        self.agent = agent
-        self.params = params
-        self.config = config
-        self.env_name = config.env
-        self.run = run
-        self.label = label
-        self.seed = seed
-        self.iteration = iteration
-        self.num_runs = num_runs
-        self.deterministic = bool(deterministic)
-        self.key = jax.random.PRNGKey(key_seed)
-        self._step = _compiled_step(agent, self.deterministic)
-
-    @property
-    def obs_size(self) -> int:
-        return self.agent.obs_size
-
-    @property
-    def action_size(self) -> int:
-        return self.agent.action_size
-
-    def act(self, params: PolicyParams, obs: jax.Array, key: jax.Array) -> jax.Array:
-        """The pure function behind `__call__`, for use inside jitted code: obs (N, S) -> (N, A)."""
-        return policy_action(self.agent, self.deterministic, params, obs, key)
-
-    def __call__(self, obs: Any) -> np.ndarray:
-        """obs (S,) -> action (A,), or (N, S) -> (N, A); float32 in [-1, 1]."""
-        obs = np.asarray(obs, np.float32)
-        if obs.ndim not in (1, 2) or obs.shape[-1] != self.obs_size:
-            raise ValueError(f"observation of shape {obs.shape}: this {self.env_name} policy expects "
-                             f"({self.obs_size},) or (N, {self.obs_size})")
-        action, self.key = self._step(self.params, obs.reshape(-1, self.obs_size), self.key)
-        action = np.asarray(action)
-        return action[0] if obs.ndim == 1 else action
-
-    def __repr__(self) -> str:
-        mode = "deterministic" if self.deterministic else "behaviour"
-        return (f"Policy({self.env_name}, run {self.run}/{self.num_runs} '{self.label}' seed {self.seed}, "
-                f"iteration {self.iteration}, {mode})")
-
-
-__all__ = ["FILENAME", "Policy", "PolicyParams", "artifact_path", "load_policy", "policy_action", "read_artifact",
-           "save_policy"]
+__all__ = ["FILENAME", "FORMAT", "VERSION", "Policy", "PolicyParams", "artifact_path", "load_policy",
+           "policy_action", "read_artifact", "save_policy"]

@@ -1,7 +1,10 @@
-"""Host driver: seeds x grid points as one vmapped, sharded program, run chunk by chunk.
+"""Host driver: the entries of a RunSpec as one vmapped, sharded program, run chunk by chunk.
 
-The host touches data only between chunks: it prints progress, appends to
-metrics.csv and TensorBoard, and redraws curves.png / summary.md.
+    Runner.run: init or restore -> for each chunk: compiled chunk -> ChunkResult
+      -> sinks (progress line, metrics.csv, TensorBoard, curves.png, summary.md)
+      -> checkpoint (whole state, atomic) + policy.msgpack
+
+The host touches data only between chunks. `run` is the one-call API.
 
 Stopping. Compiles and chunks run in a worker thread while the main thread
 waits in short steps, so signals are handled at once even during a long
@@ -14,9 +17,6 @@ long that should take, then checkpoints; a second one stops like SIGTERM.
 from __future__ import annotations
 
 import concurrent.futures
-import dataclasses
-import itertools
-import math
 import os
 import pathlib
 import signal
@@ -25,73 +25,17 @@ import time
 from typing import Any, Callable, Mapping, Sequence
 
 import jax
-import jax.numpy as jnp
 import numpy as np
-import yaml
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from mjx_dacer import report
+from mjx_dacer import sinks
 from mjx_dacer.checkpoint import Checkpointer
-from mjx_dacer.config import HPARAM_FIELDS, Config, ConfigError, HParams, from_dict, to_dict
+from mjx_dacer.config import Config, ConfigError
 from mjx_dacer.policy import save_policy
+from mjx_dacer.rundir import RunDir, RunSpec
 from mjx_dacer.train import TrainProgram, TrainState, make_train
 
-ProgressFn = Callable[[str], None]
-
-
-@dataclasses.dataclass(frozen=True)
-class RunSpec:
-    """Which (grid point, seed) pairs a run contains, in the order of the vmapped axis."""
-
-    grid: tuple[Mapping[str, float], ...]  # hparam overrides per grid point; ({},) for plain training
-    seeds: tuple[int, ...]
-
-    @property
-    def entries(self) -> list[tuple[int, int]]:
-        """(grid index, seed) for each vmapped entry: grid-major, seeds inner."""
-        return list(itertools.product(range(len(self.grid)), self.seeds))
-
-    def label(self, g: int) -> str:
-        return ",".join(f"{k}={v:g}" for k, v in self.grid[g].items()) or "default"
-
-
-def parse_grid(specs: Sequence[str]) -> tuple[dict[str, float], ...]:
-    """["lr_actor=1e-4,3e-4", "noise_scale=0.1,0.15"] -> the Cartesian product as dicts."""
-    axes: list[tuple[str, list[float]]] = []
-    for spec in specs:
-        if "=" not in spec:
-            raise ConfigError(f"--grid '{spec}' is not of the form key=v1,v2,...")
-        key, values = spec.split("=", 1)
-        key = key.strip()
-        if key not in HPARAM_FIELDS:
-            raise ConfigError(
-                f"--grid key '{key}' cannot be swept in one program (it changes shapes or is not a "
-                f"hyperparameter); sweepable keys: {', '.join(HPARAM_FIELDS)}"
-            )
-        try:
-            parsed = [float(v) for v in values.split(",") if v.strip()]
-        except ValueError:
-            raise ConfigError(f"--grid '{spec}': values must be numbers separated by commas") from None
-        if not parsed:
-            raise ConfigError(f"--grid '{spec}' lists no values")
-        axes.append((key, parsed))
-    if not axes:
-        return ({},)
-    names = [k for k, _ in axes]
-    return tuple(dict(zip(names, combo)) for combo in itertools.product(*(v for _, v in axes)))
-
-
-def stacked_inputs(config: Config, spec: RunSpec) -> tuple[jax.Array, HParams]:
-    """Keys (B, 2) and HParams with leading axis B for the entries of `spec`.
-
-    Seed s always gets the key PRNGKey(config.seed + s), so a grid point's seed s
-    reproduces the single run with the same seed.
-    """
-    keys, hps = [], []
-    for g, seed in spec.entries:
-        keys.append(jax.random.PRNGKey(config.seed + seed))
-        hps.append(config.replace(**spec.grid[g]).hparams())  # validates the swept values too
-    return jnp.stack(keys), jax.tree.map(lambda *x: jnp.stack(x), *hps)
+ProgressFn = sinks.ProgressFn
 
 
 def maybe_initialize_distributed() -> None:
@@ -109,15 +53,22 @@ def run_sharding(batch: int) -> NamedSharding | None:
 
 
 class RunStopped(Exception):
-    """The run stopped before its end; `exit_code` is what the CLI should return.
+    """The run stopped before its end; `exit_code` is what a command line should return.
 
-    `abandoned`: a compile or chunk was still running in the worker thread when
-    the run stopped (SIGTERM, or a second Ctrl-C); its result is discarded.
+    Attributes:
+      exit_code: EXIT_DIVERGED, or SIGNAL_EXIT of the signal that stopped it.
+      resume_dir: the run directory to resume from, if it holds a checkpoint to resume.
+      diverged: a run diverged (on_divergence="stop").
+      abandoned: a compile or chunk was still running in the worker thread when
+        the run stopped (SIGTERM, or a second Ctrl-C); its result is discarded.
     """
 
-    def __init__(self, message: str, exit_code: int, abandoned: bool = False):
+    def __init__(self, message: str, exit_code: int, *, resume_dir: pathlib.Path | None = None,
+                 diverged: bool = False, abandoned: bool = False):
         super().__init__(message)
         self.exit_code = exit_code
+        self.resume_dir = resume_dir
+        self.diverged = diverged
         self.abandoned = abandoned
 
 
@@ -126,32 +77,21 @@ SIGNAL_EXIT = {signal.SIGINT: 130, signal.SIGTERM: 143}
 ON_DIVERGENCE = ("stop", "drop")
 
 
-def read_run_dir(run_dir: pathlib.Path) -> tuple[Config, RunSpec]:
-    """The resolved config and the seeds / grid stored in RUN_DIR/config.yaml."""
-    path = pathlib.Path(run_dir) / "config.yaml"
-    if not path.is_file():
-        raise ConfigError(f"{run_dir} is not a run directory (no config.yaml); check the path")
-    values = yaml.safe_load(path.read_text()) or {}
-    seeds = tuple(values.pop("seeds", (0,)))
-    grid = tuple(dict(g) for g in values.pop("grid", ({},)))
-    return from_dict(values), RunSpec(grid=grid, seeds=seeds)
-
-
 class Runner:
     """Runs one RunSpec of a config chunk by chunk and writes the run directory.
 
-    Between chunks it appends metrics, checkpoints every `checkpoint_interval`
-    chunks (and at the end), and reacts to SIGINT / SIGTERM by checkpointing
-    after the current chunk and stopping with `RunStopped`.
+    Between chunks it hands a ChunkResult to the sinks, checkpoints every
+    `checkpoint_interval` chunks (and at the end), and reacts to SIGINT /
+    SIGTERM by checkpointing after the current chunk and stopping with `RunStopped`.
     """
 
     def __init__(self, config: Config, spec: RunSpec, out_dir: pathlib.Path, progress: ProgressFn = print,
                  program: TrainProgram | None = None, on_divergence: str = "stop", checkpoints_to_keep: int = 2):
         if on_divergence not in ON_DIVERGENCE:
-            raise ConfigError(f"--on-divergence must be one of {', '.join(ON_DIVERGENCE)}, got {on_divergence!r}")
+            raise ConfigError(f"on_divergence must be one of {', '.join(ON_DIVERGENCE)}, got {on_divergence!r}")
         self.config = config
         self.spec = spec
-        self.out_dir = pathlib.Path(out_dir)
+        self.run_dir = RunDir(pathlib.Path(out_dir))
         self.progress = progress
         self.on_divergence = on_divergence
         self.checkpoints_to_keep = checkpoints_to_keep
@@ -159,7 +99,7 @@ class Runner:
         self.batch = len(spec.entries)
         self.sharding = run_sharding(self.batch)
         # The run axis: one PRNG key and one HParams entry per (grid point, seed).
-        self.keys, self.hparams = stacked_inputs(config, spec)
+        self.keys, self.hparams = spec.inputs(config)
         if self.sharding is not None:
             self.keys, self.hparams = jax.device_put((self.keys, self.hparams), self.sharding)
         self.metric_rows: list[dict] = []  # metrics.csv's rows so far, in memory
@@ -170,7 +110,13 @@ class Runner:
         out = {} if self.sharding is None else {"out_shardings": (self._state_sharding, self.sharding)}
         self._chunk = self.program.jit(self.program.run_chunk_guarded_batch, static_argnums=2, donate_argnums=0,
                                        **out)
-        self._tb = None
+        title = f"DACER on {config.env}"
+        self.sinks: list[sinks.Sink] = [
+            sinks.ProgressSink(progress, config.total_iterations),
+            sinks.CsvSink(self.run_dir),
+            sinks.TensorBoardSink(self.run_dir, self.batch),
+            sinks.ReportSink(self.run_dir, title, config.total_iterations),
+        ]
         self._stop_signal: int | None = None  # the first SIGINT / SIGTERM received
         self._abandon = False  # stop now, without finishing the chunk in progress
         self._notice_due = False  # a first Ctrl-C arrived: say what it waits for
@@ -181,68 +127,34 @@ class Runner:
         self._compiled: dict[int, Any] = {}  # chunk length -> compiled chunk program
         self._worker: concurrent.futures.ThreadPoolExecutor | None = None  # runs compiles and chunks (see `_call`)
 
-    # ---------------------------------------------------------------- outputs
-    def write_config(self) -> None:
-        self.out_dir.mkdir(parents=True, exist_ok=True)
-        resolved = {**to_dict(self.config), "seeds": list(self.spec.seeds),
-                    "grid": [dict(g) for g in self.spec.grid]}
-        (self.out_dir / "config.yaml").write_text(yaml.safe_dump(resolved, sort_keys=False))
+    @property
+    def out_dir(self) -> pathlib.Path:
+        return self.run_dir.path
 
-    def rows(self, chunk_metrics: Mapping[str, np.ndarray]) -> list[dict]:
-        names = self.program.guarded_metric_names()
-        out = []
-        for b, (g, seed) in enumerate(self.spec.entries):
-            row: dict[str, Any] = {"run": b, "label": self.spec.label(g), "seed": seed}
-            row["iteration"] = int(chunk_metrics["iteration"][b])
-            row["env_steps"] = int(chunk_metrics["env_steps"][b])
-            held = bool(chunk_metrics["frozen"][b])
-            for k in sorted(chunk_metrics):
-                if k in row or k == "eval_returns":
-                    continue
-                value = float(chunk_metrics[k][b])
-                # A held run's numbers describe a discarded continuation: blank them.
-                if held and k not in ("frozen", "diverged", "nonfinite_metric", "nonfinite_iteration"):
-                    value = math.nan
-                row[k] = value
-            metric = int(chunk_metrics["nonfinite_metric"][b])
-            row["nonfinite_metric"] = names[metric] if metric >= 0 else ""
-            out.append(row)
-        return out
-
-    def _log_tensorboard(self, rows: Sequence[dict]) -> None:
-        try:
-            from tensorboardX import SummaryWriter
-        except ImportError:  # optional at run time
-            return
-        if self._tb is None:
-            self._tb = [SummaryWriter(str(self.out_dir / "tb" / f"run{b:03d}")) for b in range(self.batch)]
-        for row in rows:
-            w = self._tb[row["run"]]
-            for k, v in row.items():
-                if k not in report.ID_COLUMNS and isinstance(v, float):
-                    w.add_scalar(k, v, row["iteration"])
-            w.flush()
-
-    def _refresh_reports(self, rows: Sequence[dict]) -> None:
-        title = f"DACER on {self.config.env}"
-        report.write_curves(rows, self.out_dir / "curves.png", title)
-        (self.out_dir / "summary.md").write_text(report.summary_markdown(rows, self.config.total_iterations, title))
-
-    def _save(self, checkpointer: Checkpointer, chunks_done: int, ts: TrainState, rows: list[dict]) -> None:
-        seconds, size = checkpointer.save(chunks_done, ts, rows)
-        self._saved = (chunks_done, self.program.iterations_after(chunks_done))
+    # ------------------------------------------------------------ checkpoints
+    def _save(self, checkpointer: Checkpointer, chunks_done: int, ts: TrainState) -> None:
+        seconds, size = checkpointer.save(chunks_done, ts, self.metric_rows)
+        iteration = self.program.iterations_after(chunks_done)
+        self._saved = (chunks_done, iteration)
         # The policy alone, next to the checkpoint: small and independent of the buffer.
         save_policy(
-            self.out_dir / "policy.msgpack", self.config, jax.device_get(ts.agent.policy_params),
-            jax.device_get(ts.agent.log_alpha), [self.spec.label(g) for g, _ in self.spec.entries],
-            [s for _, s in self.spec.entries], self.program.iterations_after(chunks_done),
+            self.run_dir.policy, self.config, jax.device_get(ts.agent.policy_params),
+            jax.device_get(ts.agent.log_alpha), self.spec.labels, [s for _, s in self.spec.entries], iteration,
             noise_scale=jax.device_get(self.hparams.noise_scale),  # per run: a sweep may vary it
             obs_size=self.program.env.observation_size, action_size=self.program.env.action_size,
         )
         self.progress(f"checkpoint {chunks_done}: {size / 2**20:,.1f} MiB in {seconds:.1f} s "
                       f"({checkpointer.directory})")
 
-    # -------------------------------------------------------------------- run
+    def _restore(self, checkpointer: Checkpointer) -> tuple[TrainState, int, list[dict]]:
+        abstract = jax.eval_shape(self._init, self.keys, self.hparams)
+        restored = checkpointer.restore(abstract)
+        for line in restored.skipped:
+            self.progress(f"warning: skipped {line}")
+        self._saved = (restored.chunks_done, self.program.iterations_after(restored.chunks_done))
+        return self._shard(restored.state), restored.chunks_done, restored.rows
+
+    # --------------------------------------------------------------- sharding
     def _state_shardings(self) -> TrainState:
         """Per leaf of the batched state: split over devices along the run axis, or replicated (shared counters)."""
         replicated = NamedSharding(self.sharding.mesh, PartitionSpec())
@@ -255,18 +167,7 @@ class Runner:
     def _initial_state(self) -> TrainState:
         return self._shard(self._call("compile", lambda: jax.block_until_ready(self._init(self.keys, self.hparams))))
 
-    def _restore(self, checkpointer: Checkpointer) -> tuple[TrainState, int, list[dict]]:
-        abstract = jax.eval_shape(self._init, self.keys, self.hparams)
-        restored = checkpointer.restore(abstract)
-        for line in restored.skipped:
-            self.progress(f"warning: skipped {line}")
-        self._saved = (restored.chunks_done, self.program.iterations_after(restored.chunks_done))
-        # Rows written after the checkpoint belong to the discarded continuation.
-        csv = self.out_dir / "metrics.csv"
-        csv.unlink(missing_ok=True)
-        report.append_rows(csv, restored.rows)
-        return self._shard(restored.state), restored.chunks_done, restored.rows
-
+    # ---------------------------------------------------------------- signals
     def _handle_signal(self, signum, frame) -> None:
         # Flags only: `_check_signals` reports (printing inside a handler can re-enter a print).
         if self._stop_signal is not None or signum == signal.SIGTERM:
@@ -278,7 +179,7 @@ class Runner:
         """What a first Ctrl-C will wait for, given what the worker is doing now."""
         if self._task == "chunk" and self._last_chunk_seconds is not None:
             left = max(self._last_chunk_seconds - (time.perf_counter() - self._task_started), 1.0)
-            wait = f"finishing the current chunk (about {_duration(left)} left at the last chunk's speed)"
+            wait = f"finishing the current chunk (about {sinks.duration(left)} left at the last chunk's speed)"
         elif self._task == "chunk":
             wait = "finishing the current chunk (the first one: its length is not known yet)"
         elif self._task == "compile":
@@ -288,15 +189,15 @@ class Runner:
         return f"{signal.Signals(self._stop_signal).name}: {wait}; press Ctrl-C again to stop at once without it"
 
     def _stopped_now(self) -> RunStopped:
-        """The error for a run abandoned mid-chunk: what is kept and how to go on."""
+        """The error for a run abandoned mid-chunk: what is kept."""
         name = signal.Signals(self._stop_signal).name
         if self._saved is None:
             kept = "no checkpoint had been written yet: start the run again"
         else:
-            kept = (f"the newest checkpoint (chunk {self._saved[0]}, iteration {self._saved[1]}) is intact; "
-                    f"resume with: mjx-dacer train --resume {self.out_dir}")
+            kept = f"the newest checkpoint (chunk {self._saved[0]}, iteration {self._saved[1]}) is intact"
         return RunStopped(f"{name}: stopped without finishing the chunk in progress; {kept}",
-                          SIGNAL_EXIT[self._stop_signal], abandoned=True)
+                          SIGNAL_EXIT[self._stop_signal], abandoned=True,
+                          resume_dir=None if self._saved is None else self.out_dir)
 
     def _check_signals(self) -> None:
         if self._notice_due:
@@ -324,7 +225,7 @@ class Runner:
         finally:
             self._task = None
 
-    def _compiled_chunk(self, ts: TrainState, n: int, frozen: jax.Array):
+    def _compiled_chunk(self, ts: TrainState, n: int):
         """The program of an n-iteration chunk, compiled ahead of its first call.
 
         Compiling apart from running keeps compile time out of the chunk's
@@ -332,118 +233,91 @@ class Runner:
         """
         if n not in self._compiled:
             t0 = time.perf_counter()
-            lowered = self._chunk.lower(ts, self.hparams, n, frozen)  # tracing: quick
+            lowered = self._chunk.lower(ts, self.hparams, n)  # tracing: quick
             self._compiled[n] = self._call("compile", lowered.compile)
             self.progress(f"compiled the {n}-iteration chunk program in {time.perf_counter() - t0:.1f} s")
         return self._compiled[n]
 
+    # -------------------------------------------------------------------- run
     def run(self, resume: bool = False) -> TrainState:
         """Train to the end (or from the newest usable checkpoint with `resume=True`)."""
-        cfg = self.config
+        cfg, program = self.config, self.program
+        if not resume:
+            RunDir.create(self.out_dir, cfg, self.spec)
         checkpointer = Checkpointer(self.out_dir, self.checkpoints_to_keep)
         # Signal handlers can only be installed from the main thread (not, e.g., from a worker thread of a notebook).
         in_main = threading.current_thread() is threading.main_thread()
         previous = {s: signal.signal(s, self._handle_signal) for s in SIGNAL_EXIT} if in_main else {}
         self._worker = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="mjx-dacer-run")
         try:
-            sizes = self.program.chunk_sizes
+            sizes = program.chunk_sizes
             if resume:
-                ts, start_chunk, all_rows = self._restore(checkpointer)
+                ts, start_chunk, self.metric_rows = self._restore(checkpointer)
             else:
-                self.write_config()
-                start_chunk, all_rows = 0, []
-            self.metric_rows = all_rows
+                start_chunk, self.metric_rows = 0, []
+            for sink in self.sinks:
+                sink.start(self.metric_rows)  # a resume drops the rows written after its checkpoint
             done_iters = sum(sizes[:start_chunk])  # warm-up included: what the time goes into
             warmup = f" after {cfg.warmup_iterations} warm-up iterations" if cfg.warmup_iterations else ""
             self.progress(
                 f"{cfg.env}: {self.batch} run(s) ({len(self.spec.grid)} grid point(s) x {len(self.spec.seeds)} "
                 f"seed(s)), {cfg.total_iterations} iterations{warmup} x {cfg.num_envs} envs in {len(sizes)} "
                 f"chunk(s) on {len(jax.local_devices())} {jax.default_backend()} device(s)"
-                + (f"; resuming after chunk {start_chunk} (iteration {self.program.iterations_after(start_chunk)})"
+                + (f"; resuming after chunk {start_chunk} (iteration {program.iterations_after(start_chunk)})"
                    if resume else "")
                 + "; compiling..."
             )
             if not resume:
                 ts = self._initial_state()
-            frozen = jnp.zeros(self.batch, bool)
-            for row in all_rows[-self.batch:]:
-                frozen = frozen.at[int(row["run"])].set(bool(row.get("frozen", 0.0)))
             run_seconds, start_iters = 0.0, done_iters  # run time excludes compiles
             for c in range(start_chunk, len(sizes)):
                 n = sizes[c]
-                chunk = self._compiled_chunk(ts, n, frozen)
+                chunk = self._compiled_chunk(ts, n)
                 t0 = time.perf_counter()
-                ts, metrics = self._call("chunk", lambda: jax.block_until_ready(chunk(ts, self.hparams, frozen)))
+                ts, metrics = self._call("chunk", lambda: jax.block_until_ready(chunk(ts, self.hparams)))
                 metrics = jax.device_get(metrics)
                 dt = time.perf_counter() - t0
                 self._last_chunk_seconds = dt
                 run_seconds += dt
                 done_iters += n
-                rows = self.rows(metrics)
-                all_rows.extend(rows)
-                report.append_rows(self.out_dir / "metrics.csv", rows)
-                self._log_tensorboard(rows)
-                self._refresh_reports(all_rows)
-                self._report_progress(c, len(sizes), n, dt, metrics, done_iters, run_seconds, start_iters)
-                diverged = [r for r in rows if r["diverged"] == 1.0]
-                for r in diverged:
-                    self.progress(
-                        f"diverged: run {r['run']} (seed {r['seed']}, {r['label']}): first non-finite "
-                        f"'{r['nonfinite_metric']}' at iteration {int(r['nonfinite_iteration'])}"
-                    )
+                result = sinks.ChunkResult(
+                    chunk=c + 1, num_chunks=len(sizes), iteration=program.iterations_after(c + 1),
+                    env_steps=done_iters * cfg.num_envs, warmup=c == 0 and cfg.warmup_iterations > 0, seconds=dt,
+                    eta_seconds=run_seconds / max(done_iters - start_iters, 1) * (sum(sizes) - done_iters),
+                    env_steps_per_second=n * cfg.num_envs * self.batch / dt,
+                    updates_per_second=float(np.sum(metrics["updates"])) / dt,
+                    rows=sinks.chunk_rows(metrics, self.spec),
+                )
+                self.metric_rows.extend(result.rows)
+                for sink in self.sinks:
+                    sink.write(result)
+                diverged = [r for r in result.rows if r["diverged"] == 1.0]
                 if diverged and self.on_divergence == "stop":
+                    first = diverged[0]
                     raise RunStopped(
-                        f"stopped: run {diverged[0]['run']} (seed {diverged[0]['seed']}) diverged at iteration "
-                        f"{int(diverged[0]['nonfinite_iteration'])} ('{diverged[0]['nonfinite_metric']}'); the last "
-                        f"good checkpoint is kept; lower the learning rates or use --on-divergence=drop",
-                        EXIT_DIVERGED,
+                        f"stopped: run {first['run']} (seed {first['seed']}) diverged at iteration "
+                        f"{int(first['nonfinite_iteration'])} ('{first['nonfinite_metric']}'); the last good "
+                        "checkpoint is kept; lower the learning rates, or drop the diverged runs and continue the "
+                        "others", EXIT_DIVERGED, diverged=True,
                     )
-                frozen = jnp.asarray(metrics["frozen"], bool)
                 last = c == len(sizes) - 1
                 self._check_signals()
                 if last or (c + 1) % cfg.checkpoint_interval == 0 or self._stop_signal is not None:
-                    self._save(checkpointer, c + 1, ts, all_rows)
+                    self._save(checkpointer, c + 1, ts)
                 self._check_signals()
                 if self._stop_signal is not None and not last:
                     raise RunStopped(
-                        f"interrupted after chunk {c + 1}/{len(sizes)} "
-                        f"(iteration {self.program.iterations_after(c + 1)}); "
-                        f"resume with: mjx-dacer train --resume {self.out_dir}",
-                        SIGNAL_EXIT[self._stop_signal],
+                        f"interrupted after chunk {c + 1}/{len(sizes)} (iteration {program.iterations_after(c + 1)})",
+                        SIGNAL_EXIT[self._stop_signal], resume_dir=self.out_dir,
                     )
         finally:
             for s, handler in previous.items():
                 signal.signal(s, handler)
             self._worker.shutdown(wait=False)  # an abandoned chunk may still be running: not waited for
-            if self._tb is not None:
-                for w in self._tb:
-                    w.close()
-                self._tb = None
+            for sink in self.sinks:
+                sink.close()
             checkpointer.close()
         return ts
-
-    def _report_progress(self, c, num_chunks, n, dt, metrics, done_iters, run_seconds, start_iters) -> None:
-        cfg = self.config
-        eta = run_seconds / max(done_iters - start_iters, 1) * (sum(self.program.chunk_sizes) - done_iters)
-        live = metrics["frozen"] == 0
-        eval_returns = metrics["eval_return"][live] if live.any() else np.array([np.nan])
-        self.progress(
-            f"[{c + 1}/{num_chunks}] iter {self.program.iterations_after(c + 1)}/{cfg.total_iterations}"
-            f"{' (warm-up)' if c == 0 and cfg.warmup_iterations else ''} "
-            f"env steps {done_iters * cfg.num_envs} | "
-            f"{n * cfg.num_envs * self.batch / dt:,.0f} env steps/s, "
-            f"{float(np.sum(metrics['updates'])) / dt:,.0f} updates/s | "
-            f"eval return {np.mean(eval_returns):.1f} (runs {np.min(eval_returns):.1f}.."
-            f"{np.max(eval_returns):.1f}) | alpha {np.mean(metrics['alpha']):.3f} | "
-            f"ETA {_duration(eta)}"
-        )
-
-
-def _duration(seconds: float) -> str:
-    seconds = int(round(seconds))
-    h, rem = divmod(seconds, 3600)
-    m, s = divmod(rem, 60)
-    return f"{h}h{m:02d}m" if h else f"{m}m{s:02d}s"
 
 
 def run(
@@ -462,7 +336,7 @@ def run(
       config: a Config, or a preset name / YAML path for `load_config` (None with `resume`).
       out: the run directory; it must not hold files yet (unless `resume`).
       seeds: how many seeds (0..N-1), or which; every grid point runs each.
-      grid: HParams overrides per grid point (`parse_grid` builds the product).
+      grid: HParams overrides per grid point, e.g. [{"lr_actor": 1e-4}, {"lr_actor": 3e-4}].
       progress_fn: receives every progress line (metrics leave through the rows).
       resume: continue the run in `out` from its newest usable checkpoint
         (config, seeds and grid are then read from `out`; the ones given are ignored).
@@ -474,7 +348,7 @@ def run(
     """
     out = pathlib.Path(out)
     if resume:
-        config, spec = read_run_dir(out)
+        _, config, spec = RunDir.open(out)
     else:
         if config is None:
             raise ConfigError("a config is needed to start a run (None only with resume=True)")
@@ -483,11 +357,8 @@ def run(
 
             config = load_config(config)
         seed_list = tuple(range(seeds)) if isinstance(seeds, int) else tuple(seeds)
-        if not seed_list or min(seed_list) < 0:
-            raise ConfigError(f"seeds must be a positive count or non-negative seeds, got {seeds!r}")
         spec = RunSpec(grid=tuple(dict(g) for g in grid) or ({},), seeds=seed_list)
-        for point in spec.grid:
-            config.replace(**point)  # validate every grid point before anything is written
+        spec.validate(config)  # every grid point, before anything is written
         if out.exists() and (not out.is_dir() or any(out.iterdir())):
             raise ConfigError(f"{out} already exists and is not an empty directory; choose another run directory")
     runner = Runner(config, spec, out, progress=progress_fn, on_divergence=on_divergence)

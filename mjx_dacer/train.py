@@ -31,8 +31,9 @@ from flax import struct
 
 from mjx_dacer import buffer as replay
 from mjx_dacer import envs
+from mjx_dacer.agent import Agent, AgentState
 from mjx_dacer.config import Config, HParams
-from mjx_dacer.dacer import DACER, DacerState
+from mjx_dacer.dacer import DACER
 from mjx_dacer.evaluate import evaluate
 from mjx_dacer.envs.wrappers import TrainingWrapper
 
@@ -43,12 +44,13 @@ Metrics = dict[str, jax.Array]
 class TrainState:
     """The whole state of one run (one seed / grid point); leaves may carry vmap axes."""
 
-    agent: DacerState
+    agent: AgentState
     buffer: replay.ReplayBuffer
     env_state: Any  # brax State of the N training envs (auto-resetting)
     episode_return: jax.Array  # (N,) return so far of each training env's episode
     key: jax.Array
     iteration: jax.Array  # int32 scalar: iterations done, warm-up included
+    frozen: jax.Array  # bool scalar: held at its last good state by the divergence guard
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,12 +60,12 @@ class TrainProgram:
     Attributes:
       config: the run's Config (static: changing it recompiles).
       env: the raw task (used for evaluation episodes).
-      agent: the DACER structure.
+      agent: the algorithm (`mjx_dacer.agent.Agent`; DACER unless another is given).
     """
 
     config: Config
     env: Any
-    agent: DACER
+    agent: Agent
 
     @functools.cached_property
     def training_env(self) -> TrainingWrapper:
@@ -99,12 +101,13 @@ class TrainProgram:
             episode_return=jnp.zeros(cfg.num_envs),
             key=key,
             iteration=jnp.int32(0),
+            frozen=jnp.bool_(False),
         )
 
     # ------------------------------------------------------------- iteration
     @functools.cached_property
     def _update_metric_shapes(self) -> dict[str, jax.ShapeDtypeStruct]:
-        """Shapes of `DACER.update`'s metrics (traced once: they depend on the config only)."""
+        """Shapes of the agent's update metrics (traced once: they depend on the config only)."""
         return jax.eval_shape(
             lambda: self.agent.update(
                 self.agent.init(jax.random.PRNGKey(0)), self._dummy_batch(), jax.random.PRNGKey(0),
@@ -113,7 +116,7 @@ class TrainProgram:
         )
 
     def _update_metrics_template(self) -> Metrics:
-        """Zeros shaped like `DACER.update`'s metrics (for iterations without updates)."""
+        """Zeros shaped like the agent's update metrics (for iterations without updates)."""
         return {k: jnp.zeros(v.shape, v.dtype) for k, v in self._update_metric_shapes.items()}
 
     def _dummy_batch(self) -> replay.Transition:
@@ -135,9 +138,7 @@ class TrainProgram:
         actions = jax.lax.cond(
             warmup,
             lambda: jax.random.uniform(k_act, (cfg.num_envs, self.env.action_size), minval=-1.0, maxval=1.0),
-            lambda: self.agent.behaviour_action(
-                ts.agent.policy_params, obs, k_act, ts.agent.log_alpha, hparams.noise_scale
-            ),
+            lambda: self.agent.behaviour_action(ts.agent, obs, k_act, hparams),
         )
         env_state = self.training_env.step(ts.env_state, actions)
         info = env_state.info
@@ -157,7 +158,7 @@ class TrainProgram:
         completed_episodes = jnp.sum(finished)
         episode_return = episode_return * (1.0 - finished)
 
-        def run_updates(agent: DacerState):
+        def run_updates(agent: AgentState):
             def one(agent, k):
                 k_batch, k_step = jax.random.split(k)
                 batch = replay.sample(buffer, k_batch, cfg.batch_size)
@@ -166,7 +167,7 @@ class TrainProgram:
             agent, metrics = jax.lax.scan(one, agent, jax.random.split(k_update, cfg.updates_per_iteration))
             return agent, jax.tree.map(lambda m: jnp.mean(m, axis=0), metrics)
 
-        def skip_updates(agent: DacerState):
+        def skip_updates(agent: AgentState):
             return agent, self._update_metrics_template()
 
         agent, update_metrics = jax.lax.cond(warmup, skip_updates, run_updates, ts.agent)
@@ -177,6 +178,7 @@ class TrainProgram:
             episode_return=episode_return,
             key=key,
             iteration=ts.iteration + 1,
+            frozen=ts.frozen,
         )
         metrics = {
             **update_metrics,
@@ -192,8 +194,9 @@ class TrainProgram:
         """`num_iterations` iterations, then `eval_episodes` deterministic episodes.
 
         Returns the new state and one row of metrics (scalars, plus
-        `eval_returns` of shape (eval_episodes,)): training metrics are
-        averaged over the iterations of the chunk that ran updates.
+        `eval_returns` of shape (eval_episodes,) and `nonfinite`, see
+        `_first_nonfinite`): training metrics are averaged over the
+        iterations of the chunk that ran updates.
         """
         start_iteration = ts.iteration
         ts, per_iter = jax.lax.scan(lambda s, _: self.iteration(s, hparams), ts, None, length=num_iterations)
@@ -210,10 +213,10 @@ class TrainProgram:
 
         key, k_eval = jax.random.split(ts.key)
         ts = ts.replace(key=key)
-        params = ts.agent.policy_params
+        agent_state = ts.agent
         returns = evaluate(
             self.env,
-            lambda obs, k: self.agent.deterministic_action(params, obs, k),
+            lambda obs, k: self.agent.eval_action(agent_state, obs, k),
             k_eval,
             self.config.eval_episodes,
             self.episode_length,
@@ -230,13 +233,14 @@ class TrainProgram:
         return ts, row
 
     # ------------------------------------------------------- divergence guard
-    def guarded_metric_names(self) -> list[str]:
-        """What the divergence guard checks, in the order `nonfinite_metric` indexes."""
-        return sorted(self._update_metric_shapes) + ["parameters"]
+    def _first_nonfinite(self, per_iter: Metrics, agent: AgentState, start_iteration: jax.Array) -> Metrics:
+        """Where a run first produced a non-finite update metric or learned value.
 
-    def _first_nonfinite(self, per_iter: Metrics, agent: DacerState, start_iteration: jax.Array) -> Metrics:
-        """Where a run first produced a non-finite loss, Q value or parameter (-1: nowhere)."""
-        names = self.guarded_metric_names()[:-1]
+        Returns `nonfinite_iteration` (-1: nowhere) and `nonfinite`: per
+        update metric, and "parameters" for the agent's floating-point state
+        at the chunk's end, whether it was non-finite at that first iteration.
+        """
+        names = list(self._update_metric_shapes)
         bad = jnp.stack([~jnp.isfinite(per_iter[k]) for k in names], axis=1)  # (iterations, metrics)
         if bad.shape[0] == 0:  # a chunk of 0 iterations (evaluation only): argmax needs a row
             bad = jnp.zeros((1, len(names)), bool)
@@ -244,26 +248,25 @@ class TrainProgram:
         bad_iteration = jnp.any(bad, axis=1)
         first = jnp.argmax(bad_iteration)
         any_bad = jnp.any(bad_iteration)
-        learned = (agent.policy_params, agent.critic_params, agent.target_critic_params, agent.log_alpha)
-        params_finite = jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(learned)]))
-        metric = jnp.where(any_bad, jnp.argmax(bad[first]), jnp.where(params_finite, -1, len(names)))
+        learned = [x for x in jax.tree.leaves(agent) if jnp.issubdtype(x.dtype, jnp.inexact)]
+        params_finite = jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in learned]))
+        nonfinite = {k: any_bad & bad[first, i] for i, k in enumerate(names)}
+        nonfinite["parameters"] = ~any_bad & ~params_finite
         iteration = jnp.where(
             any_bad, start_iteration + first + 1, jnp.where(params_finite, -1, start_iteration + bad.shape[0])
         )
-        return {"nonfinite_metric": metric, "nonfinite_iteration": iteration}
+        return {"nonfinite": nonfinite, "nonfinite_iteration": iteration}
 
-    def run_chunk_guarded(
-        self, ts: TrainState, hparams: HParams, num_iterations: int, frozen: jax.Array
-    ) -> tuple[TrainState, Metrics]:
-        """`run_chunk` that keeps the chunk-start state of a run that diverged or is `frozen`.
+    def run_chunk_guarded(self, ts: TrainState, hparams: HParams, num_iterations: int) -> tuple[TrainState, Metrics]:
+        """`run_chunk` that keeps the chunk-start state of a run that diverges in it or was `frozen` before.
 
         Adds `diverged` (this chunk produced a non-finite value) and `frozen`
-        (the run is held at its last good state) to the row. The shared
-        counters keep advancing; everything the run learned is held back.
+        (the run is held at its last good state, from now on) to the row. The
+        shared counters keep advancing; everything the run learned is held back.
         """
         new, row = self.run_chunk(ts, hparams, num_iterations)
-        diverged = row["nonfinite_metric"] >= 0
-        hold = frozen | diverged
+        diverged = row["nonfinite_iteration"] >= 0
+        hold = ts.frozen | diverged
 
         def keep(new_tree, old_tree):
             return jax.tree.map(lambda n, o: jnp.where(hold, o, n), new_tree, old_tree)
@@ -274,6 +277,7 @@ class TrainProgram:
             env_state=keep(new.env_state, ts.env_state),
             episode_return=keep(new.episode_return, ts.episode_return),
             key=keep(new.key, ts.key),
+            frozen=hold,
         )
         row["diverged"] = diverged.astype(jnp.float32)
         row["frozen"] = hold.astype(jnp.float32)
@@ -287,7 +291,7 @@ class TrainProgram:
     def state_axes(self) -> TrainState:
         """vmap axes of a batched TrainState: 0 everywhere except the counters.
 
-        The counters (iteration, buffer fill, update count) are the same for
+        The counters (iteration, buffer fill, the agent's update count `step`) are the same for
         every seed and grid point, so they stay unbatched. That keeps the
         predicates of the warm-up, policy-delay and entropy-estimate `lax.cond`s
         unbatched, and `vmap` keeps them real branches instead of evaluating
@@ -310,15 +314,10 @@ class TrainProgram:
         chunk = functools.partial(self.run_chunk, num_iterations=num_iterations)
         return jax.vmap(chunk, in_axes=(self.state_axes, 0), out_axes=(self.state_axes, 0))(ts, hparams)
 
-    def run_chunk_guarded_batch(
-        self, ts: TrainState, hparams: HParams, num_iterations: int, frozen: jax.Array
-    ) -> tuple[TrainState, Metrics]:
-        """`run_chunk_guarded` for R runs; `frozen` is (R,) bool."""
+    def run_chunk_guarded_batch(self, ts: TrainState, hparams: HParams, num_iterations: int) -> tuple[TrainState, Metrics]:
+        """`run_chunk_guarded` for R runs."""
         chunk = functools.partial(self.run_chunk_guarded, num_iterations=num_iterations)
-        axes = self.state_axes
-        return jax.vmap(lambda s, h, f: chunk(s, h, frozen=f), in_axes=(axes, 0, 0), out_axes=(axes, 0))(
-            ts, hparams, frozen
-        )
+        return jax.vmap(chunk, in_axes=(self.state_axes, 0), out_axes=(self.state_axes, 0))(ts, hparams)
 
     def train_batch(self, keys: jax.Array, hparams: HParams) -> tuple[TrainState, Metrics]:
         """`train` for R runs: keys (R, 2), HParams leaves (R,)."""
@@ -349,9 +348,10 @@ class TrainProgram:
     __call__ = train
 
 
-def make_train(config: Config, env=None) -> TrainProgram:
-    """Build the training program for `config` (the env is made from `config.env` unless given)."""
+def make_train(config: Config, env=None, agent: Agent | None = None) -> TrainProgram:
+    """Build the training program for `config` (env made from `config.env`, DACER as the agent, unless given)."""
     if env is None:
         env = envs.make(config.env, physics=config.physics)
-    agent = DACER.from_config(config, env.observation_size, env.action_size)
+    if agent is None:
+        agent = DACER(config, env.observation_size, env.action_size)
     return TrainProgram(config=config, env=env, agent=agent)

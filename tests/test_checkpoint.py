@@ -9,7 +9,9 @@ import pytest
 
 from mjx_dacer import report
 from mjx_dacer.config import load_config, parse_overrides
-from mjx_dacer.runner import EXIT_DIVERGED, Runner, RunSpec, RunStopped, parse_grid
+from mjx_dacer.cli import parse_grid
+from mjx_dacer.rundir import RunSpec
+from mjx_dacer.runner import EXIT_DIVERGED, Runner, RunStopped
 
 # Three chunks of 2 iterations: the warm-up (20 transitions / 10 envs) and 4 iterations after it.
 TINY = [
@@ -55,7 +57,7 @@ def test_interrupted_run_resumes_to_the_same_metrics(uninterrupted, tmp_path):
     with pytest.raises(RunStopped) as stopped:
         Runner(tiny_config(), SPEC, out, progress=interrupt_after_first_chunk).run()
     assert stopped.value.exit_code == 130
-    assert f"mjx-dacer train --resume {out}" in str(stopped.value)
+    assert stopped.value.resume_dir == out and "interrupted after chunk 1/3" in str(stopped.value)
     assert len(metric_rows(out)) == 2  # one chunk x 2 seeds
 
     Runner(tiny_config(), SPEC, out, progress=lambda _: None).run(resume=True)
@@ -101,7 +103,8 @@ def test_drop_mode_freezes_the_diverged_run_and_continues_the_others(tmp_path):
     broken = [r for r in rows if r["run"] == 1]
     assert all(r["frozen"] == 0 for r in healthy) and all(r["critic_loss"] == r["critic_loss"] for r in healthy[1:])
     assert [r["frozen"] for r in broken] == [0.0, 1.0, 1.0]
-    assert broken[1]["diverged"] == 1.0 and broken[1]["nonfinite_metric"] != ""
+    # reward_scale = 1e38 makes the critic targets infinite: the critic loss is the first metric hit.
+    assert broken[1]["diverged"] == 1.0 and broken[1]["nonfinite_metric"] == "critic_loss"
     assert any(line.startswith("diverged: run 1") for line in lines)
 
 
@@ -176,3 +179,68 @@ def test_run_api_writes_the_same_run_directory_and_returns_its_rows(uninterrupte
     with pytest.raises(ConfigError, match="not an empty directory"):
         mjx_dacer.run(tiny_config(), out, progress_fn=lambda _: None)
     assert mjx_dacer.run(None, out, resume=True, progress_fn=lambda _: None) == rows  # finished: nothing to do
+
+
+def test_checksums_read_every_leaf_as_the_stored_checkpoints_do():
+    """`artifact_io.checksums` is stored in every checkpoint's metadata and policy artifact: its values must not
+    change (or old files look damaged), and one flipped byte must change exactly its leaf's value."""
+    import zlib
+
+    import jax
+    import numpy as np
+
+    from mjx_dacer.artifact_io import checksums
+
+    tree = {"scalar": np.float32(3.0), "transposed": np.arange(12.0).reshape(3, 4).T, "empty": np.zeros((4, 0)),
+            "flags": np.array([True, False]), "key": np.asarray(jax.random.PRNGKey(3)), "count": np.int64(-5),
+            "fortran": np.asfortranarray(np.ones((2, 3), np.float16))}
+    # The formula the first checkpoints were written with.
+    first = [zlib.crc32(np.ascontiguousarray(x).view(np.uint8).reshape(-1)) for x in jax.tree.leaves(tree)]
+    assert checksums(tree) == first
+    blob = b"body\x00\x00"
+    assert checksums(blob) == [zlib.crc32(blob)]  # bytes are one leaf, trailing zeros included
+
+    flipped = dict(tree, transposed=tree["transposed"].copy())
+    flipped["transposed"].reshape(-1).view(np.uint8)[5] ^= 0x10  # a C-order copy: reshape is a view
+    changed = [a != b for a, b in zip(checksums(tree), checksums(flipped))]
+    assert changed == [k == "transposed" for k in sorted(tree)]  # jax.tree.leaves orders dict keys
+
+
+def test_a_flipped_byte_in_the_newest_checkpoint_is_caught_by_its_checksum(tmp_path, monkeypatch):
+    """Damage that orbax itself reads without complaint (a bit flipped on disk): the recorded CRC32 rejects it,
+    the previous checkpoint is used; with every checkpoint damaged, a one-line CheckpointError."""
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
+    from mjx_dacer.checkpoint import CheckpointError, Checkpointer
+
+    state = {"w": jnp.arange(8.0), "n": jnp.int32(3)}
+    abstract = jax.eval_shape(lambda: state)
+    checkpointer = Checkpointer(tmp_path)
+    checkpointer.save(1, state, [{"chunk": 1}])
+    checkpointer.save(2, jax.tree.map(lambda x: x + 1, state), [{"chunk": 2}])
+    real_restore = checkpointer.manager.restore
+    damaged_steps = {2}
+
+    def restore_with_a_flipped_bit(step, args):
+        out = real_restore(step, args=args)
+        if "state" not in args or step not in damaged_steps:
+            return out
+        arrays = {k: np.array(v) for k, v in out["state"].items()}
+        victim = max(arrays, key=lambda k: arrays[k].size)
+        arrays[victim].reshape(-1).view(np.uint8)[0] ^= 0x01
+        return {"state": arrays}
+
+    monkeypatch.setattr(checkpointer.manager, "restore", restore_with_a_flipped_bit)
+    restored = checkpointer.restore(abstract)
+    assert restored.chunks_done == 1 and restored.rows == [{"chunk": 1}]
+    np.testing.assert_array_equal(restored.state["w"], np.arange(8.0))
+    assert len(restored.skipped) == 1 and "checkpoint 2" in restored.skipped[0]
+    assert "checksums do not match" in restored.skipped[0]
+
+    damaged_steps.add(1)
+    with pytest.raises(CheckpointError, match="no usable checkpoint .*checksums do not match") as e:
+        checkpointer.restore(abstract)
+    assert "\n" not in str(e.value)
+    checkpointer.close()

@@ -116,7 +116,7 @@ def test_seeds_are_sharded_over_local_devices(tmp_path):
     code = (
         "import jax\n"
         "from mjx_dacer.config import load_config, parse_overrides\n"
-        "from mjx_dacer.runner import Runner, RunSpec\n"
+        "from mjx_dacer.rundir import RunSpec\nfrom mjx_dacer.runner import Runner\n"
         f"cfg = load_config('multigoal', parse_overrides({TINY_SETS!r}))\n"
         f"r = Runner(cfg, RunSpec(grid=({{}},), seeds=(0, 1)), {str(tmp_path)!r}, progress=lambda s: None)\n"
         "ts = r.run()\n"

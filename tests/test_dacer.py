@@ -1,7 +1,5 @@
 """The DACER update (DACER_SPEC §2-4): loss formula, determinism under jit/vmap, learning, alpha schedule."""
 
-import dataclasses
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -9,22 +7,16 @@ import pytest
 
 from mjx_dacer.buffer import Transition
 from mjx_dacer.config import Config
-from mjx_dacer.dacer import CRITIC_EPS, DACER, distributional_critic_loss
+from mjx_dacer.dacer import DACER
+from mjx_dacer.losses import CRITIC_EPS, distributional_critic_loss
 
 S, A, N = 5, 2, 32
 
 
 def tiny_agent(**changes) -> DACER:
-    base = DACER(
-        obs_size=S,
-        action_size=A,
-        hidden_sizes=(32, 32),
-        critic_hidden_sizes=(32, 32),
-        diffusion_steps=5,
-        alpha_update_interval=3,
-        entropy_samples=24,
-    )
-    return dataclasses.replace(base, **changes)
+    config = Config().replace(**{"hidden_sizes": [32, 32], "critic_hidden_sizes": [32, 32], "diffusion_steps": 5,
+                                 "alpha_update_interval": 3, "entropy_samples": 24, **changes})
+    return DACER(config, S, A)
 
 
 def hparams(**changes):
@@ -152,7 +144,7 @@ def test_behaviour_noise_scales_with_alpha_and_lambda():
     obs = jnp.zeros((4096, S))
     key = jax.random.PRNGKey(1)
     a0 = agent.deterministic_action(state.policy_params, obs, jax.random.split(key)[0])
-    a = agent.behaviour_action(state.policy_params, obs, key, jnp.log(3.0), 0.01)
+    a = agent.noisy_action(state.policy_params, obs, key, jnp.log(3.0), 0.01)
     # lambda * alpha = 0.03; an untrained chain often lands on the +-1 bound,
     # where the clip halves the noise, so look at interior a0 only.
     interior = jnp.abs(a0) < 0.8
@@ -163,8 +155,8 @@ def test_behaviour_noise_scales_with_alpha_and_lambda():
 
 def test_from_config_uses_config_values():
     cfg = Config().replace(hidden_sizes=[64, 64], diffusion_steps=10, noise_scale=0.15)
-    agent = DACER.from_config(cfg, 11, 3)
-    assert agent.hidden_sizes == (64, 64) and agent.diffusion_steps == 10
+    agent = DACER(cfg, 11, 3)
+    assert agent.policy_net.hidden_sizes == (64, 64) and agent.config.diffusion_steps == 10
     assert agent.schedule.num_steps == 10
     state = agent.init(jax.random.PRNGKey(0))
     assert float(state.log_alpha) == pytest.approx(np.log(3.0))

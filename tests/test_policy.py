@@ -8,21 +8,27 @@ Gymnasium's C-MuJoCo env.
 
 from __future__ import annotations
 
+import inspect
 import math
+import os
 import re
+import stat
 import subprocess
 import sys
 import textwrap
+import zlib
 from types import SimpleNamespace
 
 import jax
 import numpy as np
 import pytest
 import yaml
+from flax import serialization
 
-from mjx_dacer import policy as policy_lib
+from mjx_dacer import artifact_io
 from mjx_dacer.config import Config, to_dict
 from mjx_dacer.dacer import DACER
+from mjx_dacer.errors import CheckpointError, PolicyFileError
 from mjx_dacer.policy import load_policy, read_artifact, save_policy
 
 # Hopper-v5's sizes (Gymnasium's defaults); asserted against Gymnasium in the CLI test's fixture.
@@ -44,7 +50,7 @@ def init_batch(config: Config, obs_size: int, action_size: int, runs: int = RUNS
     initialiser's: compiling even the tiny `init` costs 5-10 s on the CI CPU,
     and any finite values serve a save/load test.
     """
-    agent = DACER.from_config(config, obs_size, action_size)
+    agent = DACER(config, obs_size, action_size)
     shapes = jax.eval_shape(jax.vmap(agent.init), jax.random.split(jax.random.PRNGKey(seed), runs))
     rng = np.random.default_rng(seed)
     params = jax.tree.map(lambda x: (0.5 * rng.standard_normal(x.shape)).astype(x.dtype), shapes.policy_params)
@@ -139,8 +145,8 @@ def test_behaviour_noise_when_not_deterministic(artifact, hopper_batch):
     assert noisy.shape == plain.shape == (64, ACT) and np.all(np.abs(noisy) <= 1.0)
     assert not np.allclose(noisy, plain, atol=1e-3)
     _, chain_key = jax.random.split(jax.random.PRNGKey(7))
-    expected = agent.behaviour_action(run_params(state, 1), obs, chain_key, state.log_alpha[1],
-                                      tiny_config().noise_scale)
+    expected = agent.noisy_action(run_params(state, 1), obs, chain_key, state.log_alpha[1],
+                                  tiny_config().noise_scale)
     np.testing.assert_allclose(noisy, expected, atol=1e-5)
 
 
@@ -148,6 +154,46 @@ def test_noise_scale_per_run_is_stored(tmp_path, hopper_batch):
     config, _, state = hopper_batch
     path = write_artifact(tmp_path / "policy.msgpack", config, state, noise_scale=np.array([0.05, 0.2]))
     assert [float(load_policy(path, run=r).params.noise_scale) for r in range(RUNS)] == pytest.approx([0.05, 0.2])
+
+
+def test_noise_scale_and_sizes_are_required_keywords(tmp_path, hopper_batch):
+    """No default from config.noise_scale (a sweep trains each run with its own) and no sizes read off layer names."""
+    params = inspect.signature(save_policy).parameters
+    for name in ("noise_scale", "obs_size", "action_size"):
+        assert params[name].kind is inspect.Parameter.KEYWORD_ONLY and params[name].default is inspect.Parameter.empty
+    config, _, state = hopper_batch
+    with pytest.raises(TypeError, match="noise_scale"):
+        save_policy(tmp_path / "p.msgpack", config, state.policy_params, state.log_alpha, ["a", "b"], [0, 1], 0,
+                    obs_size=OBS, action_size=ACT)
+    assert not list(tmp_path.iterdir())
+
+
+def documented_file(config, state, iteration=5, noise_scale=None):
+    """The bytes of an artifact built from the module docstring's format alone, as the first writer made them."""
+    n = state.log_alpha.shape[0]
+    body = {
+        "config": to_dict(config), "obs_size": OBS, "action_size": ACT, "num_runs": n,
+        "labels": [f"point{i}" for i in range(n)], "seeds": list(range(10, 10 + n)), "iteration": iteration,
+        "policy_params": jax.tree.map(np.asarray, state.policy_params),
+        "log_alpha": np.asarray(state.log_alpha, np.float32),
+        "noise_scale": np.full(n, config.noise_scale if noise_scale is None else noise_scale, np.float32),
+    }
+    payload = serialization.msgpack_serialize(body)
+    return serialization.msgpack_serialize(
+        {"format": "mjx_dacer.policy", "version": 1, "crc32": zlib.crc32(payload), "body": payload})
+
+
+def test_the_file_format_is_unchanged(tmp_path, artifact, hopper_batch):
+    """save_policy writes exactly the documented bytes, and a file made that way (by older code) loads."""
+    config, _, state = hopper_batch
+    assert artifact.read_bytes() == documented_file(config, state)
+    old = tmp_path / "old.msgpack"
+    old.write_bytes(documented_file(config, state, iteration=3, noise_scale=0.25))
+    policy = load_policy(old, run=1)
+    assert (policy.iteration, policy.label, policy.seed) == (3, "point1", 11)
+    assert float(policy.params.noise_scale) == pytest.approx(0.25)
+    for got, want in zip(jax.tree.leaves(policy.params.network), jax.tree.leaves(run_params(state, 1))):
+        assert np.array_equal(np.asarray(got), want)
 
 
 # --------------------------------------------------------------------- errors
@@ -185,6 +231,33 @@ def test_load_errors_are_one_line_value_errors(tmp_path, artifact):
         one_line(e.value)
 
 
+def test_a_flipped_byte_in_the_body_is_caught_by_the_checksum(tmp_path, artifact):
+    """The envelope still parses, only the body changed: the shared CRC32 must catch it, in one line."""
+    envelope = serialization.msgpack_restore(artifact.read_bytes())
+    body = envelope["body"]
+    for position in (0, len(body) // 2, len(body) - 1):
+        flipped = body[:position] + bytes([body[position] ^ 0x01]) + body[position + 1:]
+        damaged = tmp_path / f"flipped{position}.msgpack"
+        damaged.write_bytes(serialization.msgpack_serialize({**envelope, "body": flipped}))
+        with pytest.raises(PolicyFileError, match=r"damaged \(checksum mismatch\)") as e:
+            read_artifact(damaged)
+        one_line(e.value)
+        # Callers catch either kind: the CLI's CheckpointError, or the ValueError load_policy documents.
+        assert isinstance(e.value, CheckpointError) and isinstance(e.value, ValueError)
+
+
+def test_a_body_without_noise_scale_is_rejected_not_filled_from_the_config(tmp_path, artifact):
+    envelope = serialization.msgpack_restore(artifact.read_bytes())
+    body = serialization.msgpack_restore(envelope["body"])
+    del body["noise_scale"]
+    payload = serialization.msgpack_serialize(body)
+    path = tmp_path / "no_noise_scale.msgpack"
+    path.write_bytes(serialization.msgpack_serialize({**envelope, "crc32": zlib.crc32(payload), "body": payload}))
+    with pytest.raises(PolicyFileError, match="body lacks noise_scale") as e:
+        load_policy(path)
+    one_line(e.value)
+
+
 def test_save_rejects_inconsistent_inputs(tmp_path, hopper_batch):
     config, _, state = hopper_batch
     path = tmp_path / "policy.msgpack"
@@ -193,6 +266,9 @@ def test_save_rejects_inconsistent_inputs(tmp_path, hopper_batch):
     with pytest.raises(ValueError, match="do not match the config's network"):
         save_policy(path, config.replace(hidden_sizes=[16]), state.policy_params, state.log_alpha, ["a", "b"],
                     [0, 1], 0, **SIZES)
+    with pytest.raises(ValueError, match="do not match the config's network"):  # sizes come from the caller
+        save_policy(path, config, state.policy_params, state.log_alpha, ["a", "b"], [0, 1], 0,
+                    **{**SIZES, "obs_size": OBS + 1})
     assert not path.exists() and not list(tmp_path.iterdir())
 
 
@@ -205,14 +281,53 @@ def test_a_failed_write_keeps_the_previous_artifact(tmp_path, hopper_batch, monk
     def crash(*args, **kwargs):
         raise OSError("disk full")
 
-    for target in ("replace", "fsync"):  # the rename fails / the data never reaches the disk
+    real_fdopen = os.fdopen
+    partial_sizes = []
+
+    class FailsMidway:
+        """The file object of the temp file: writes half the data, then the disk is full."""
+
+        def __init__(self, fd, *args, **kwargs):
+            self.file = real_fdopen(fd, *args, **kwargs)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.file.close()
+
+        def write(self, data):
+            self.file.write(data[: len(data) // 2])
+            self.file.flush()
+            [tmp] = [p for p in tmp_path.iterdir() if p != path]  # the half-written temp file is there...
+            partial_sizes.append(tmp.stat().st_size)
+            raise OSError("disk full")
+
+    # The write stops midway / the data never reaches the disk / the rename fails.
+    for target, replacement in (("fdopen", FailsMidway), ("fsync", crash), ("replace", crash)):
         with monkeypatch.context() as m:
-            m.setattr(policy_lib.os, target, crash)
+            m.setattr(artifact_io.os, target, replacement)
             with pytest.raises(OSError, match="disk full"):
                 write_artifact(path, config, state, iteration=2)
         assert path.read_bytes() == before
         assert load_policy(path).iteration == 1
-        assert sorted(p.name for p in tmp_path.iterdir()) == ["policy.msgpack"]  # no temp file left
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["policy.msgpack"]  # ...and removed: no temp file left
+    assert partial_sizes and 0 < partial_sizes[0] < len(before)
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o027, 0o002])
+def test_the_artifact_gets_the_mode_open_gives_a_new_file(tmp_path, hopper_batch, umask):
+    """Not mkstemp's 0600: the artifact is as readable as metrics.csv and the run's other files."""
+    config, _, state = hopper_batch
+    previous = os.umask(umask)
+    try:
+        path = write_artifact(tmp_path / "policy.msgpack", config, state)
+        with open(tmp_path / "reference", "wb") as f:
+            f.write(b"x")
+    finally:
+        os.umask(previous)
+    mode = stat.S_IMODE(path.stat().st_mode)
+    assert mode == stat.S_IMODE((tmp_path / "reference").stat().st_mode) == 0o666 & ~umask, oct(mode)
 
 
 def test_a_process_killed_mid_save_leaves_the_previous_artifact(tmp_path, hopper_batch):

@@ -7,7 +7,8 @@ import pytest
 
 from mjx_dacer.buffer import Transition
 from mjx_dacer.config import Config
-from mjx_dacer.runner import RunSpec, parse_grid, stacked_inputs
+from mjx_dacer.cli import parse_grid
+from mjx_dacer.rundir import RunSpec
 from mjx_dacer.train import make_train
 
 TINY = dict(
@@ -28,9 +29,9 @@ def chunk(program):
 
 
 def assert_rows_equal(a, b, rtol=1e-5, atol=1e-6):
-    assert set(a) == set(b)
-    for k in a:
-        np.testing.assert_allclose(np.asarray(a[k]), np.asarray(b[k]), rtol=rtol, atol=atol, err_msg=k)
+    assert jax.tree.structure(a) == jax.tree.structure(b)
+    for (path, x), y in zip(jax.tree_util.tree_leaves_with_path(a), jax.tree.leaves(b)):
+        np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=rtol, atol=atol, err_msg=jax.tree_util.keystr(path))
 
 
 def test_chunked_run_equals_one_call(program, chunk):
@@ -113,7 +114,7 @@ def vmapped_chunk(program):
 def test_seed_in_vmapped_batch_equals_seed_alone_and_grid_points_equal_single_runs(program, chunk, vmapped_chunk):
     cfg = program.config
     spec = RunSpec(grid=parse_grid(["lr_critic=1e-4,1e-3"]), seeds=(0, 1))
-    keys, hps = stacked_inputs(cfg, spec)
+    keys, hps = spec.inputs(cfg)
     ts = jax.jit(program.init_batch)(keys, hps)
     ts, rows = vmapped_chunk(ts, hps, 3)
     _, rows2 = vmapped_chunk(ts, hps, 3)

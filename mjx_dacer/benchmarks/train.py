@@ -96,7 +96,7 @@ def time_host_loop(program, iterations: int, repeats: int) -> float:
         nonlocal agent_state, env_state, pos, size, key
         key, k_act, k_upd = jax.random.split(key, 3)
         obs = env_state.obs
-        actions = act(agent_state.policy_params, obs, k_act, agent_state.log_alpha, hp.noise_scale)
+        actions = act(agent_state, obs, k_act, hp)
         env_state = step(env_state, actions)
         fields = jax.device_get({"obs": obs, "action": actions, "reward": env_state.reward,
                                  "next_obs": env_state.info["final_obs"], "terminated": env_state.info["terminated"],
