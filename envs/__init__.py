@@ -1,4 +1,4 @@
-"""MJX ports of Gymnasium's MuJoCo v5 tasks and the Multi-goal task (DACER_SPEC §8).
+"""MJX ports of Gymnasium's MuJoCo v5 tasks and the Multi-goal task (the DACER paper's Sec. 5.2).
 
     env = mjx_dacer.envs.make("Hopper-v5", physics="fast")   # brax Env, actions in [-1, 1]
     state = jax.jit(env.reset)(jax.random.PRNGKey(0))
@@ -8,6 +8,9 @@
 
     train_env = mjx_dacer.envs.TrainingWrapper(env)          # N envs, time limit, auto-reset
     states = train_env.reset(jax.random.split(key, N))
+
+    mjx_dacer.envs.options("Hopper-v5")                       # the overrides `make` takes, with defaults
+    mjx_dacer.envs.preset("Hopper-v5")                        # "hopper": its training config, configs/hopper.yaml
 
     frames = mjx_dacer.envs.render(env, trajectory)           # (T, H, W, 3) uint8
     mjx_dacer.envs.write_video(frames, "hopper.mp4", fps=1 / env.dt)
@@ -23,7 +26,7 @@ if _sys.platform.startswith("linux") and not _os.environ.get("DISPLAY") and "MUJ
 
 from mjx_dacer.envs.base import compiler_options, jit  # noqa: E402
 from mjx_dacer.envs.physics import DEFAULT_PROFILE, PROFILES  # noqa: E402
-from mjx_dacer.envs.registry import make, names, options  # noqa: E402
+from mjx_dacer.envs.registry import make, names, options, preset  # noqa: E402
 from mjx_dacer.envs.render import RenderError, render, write_video  # noqa: E402
 from mjx_dacer.envs.wrappers import TrainingWrapper  # noqa: E402
 
@@ -37,6 +40,7 @@ __all__ = [
     "make",
     "names",
     "options",
+    "preset",
     "render",
     "write_video",
 ]

@@ -18,6 +18,8 @@ Physics changes (see `envs.physics`):
 
 from __future__ import annotations
 
+import dataclasses
+
 import jax.numpy as jnp
 
 from mjx_dacer.envs import base
@@ -30,70 +32,51 @@ class Ant(base.MujocoTask):
     episode_length = 1000
     camera_config = {"trackbodyid": 1, "distance": 4.0}
     physics_profiles = {"faithful": (), "fast": physics_lib.solver_caps(4, 8)}
-    velocity_reset_noise = "normal"
+    velocity_reset_noise = staticmethod(base.normal)
     uses_contact_forces = True
 
-    def __init__(
-        self,
-        physics: str = physics_lib.DEFAULT_PROFILE,
-        forward_reward_weight: float = 1.0,
-        ctrl_cost_weight: float = 0.5,
-        contact_cost_weight: float = 5e-4,
-        healthy_reward: float = 1.0,
-        main_body: int | str = 1,
-        terminate_when_unhealthy: bool = True,
-        healthy_z_range: tuple[float, float] = (0.2, 1.0),
-        contact_force_range: tuple[float, float] = (-1.0, 1.0),
-        reset_noise_scale: float = 0.1,
-        exclude_current_positions_from_observation: bool = True,
-        include_cfrc_ext_in_observation: bool = True,
-    ):
-        self.forward_reward_weight = forward_reward_weight
-        self.ctrl_cost_weight = ctrl_cost_weight
-        self.contact_cost_weight = contact_cost_weight
-        self.healthy_reward = healthy_reward
-        self.terminate_when_unhealthy = terminate_when_unhealthy
-        self.healthy_z_range = healthy_z_range
-        self.contact_force_range = contact_force_range
-        self.reset_noise_scale = reset_noise_scale
-        self.exclude_current_positions_from_observation = exclude_current_positions_from_observation
-        self.include_cfrc_ext_in_observation = include_cfrc_ext_in_observation
-        super().__init__(physics)
-        self.main_body = self.body_id(main_body) if isinstance(main_body, str) else int(main_body)
+    @dataclasses.dataclass(frozen=True)
+    class Options(base.MujocoOptions):
+        """Gymnasium's Ant-v5 arguments, with its defaults."""
+
+        forward_reward_weight: float = 1.0
+        ctrl_cost_weight: float = 0.5
+        contact_cost_weight: float = 5e-4
+        healthy_reward: float = 1.0
+        main_body: int | str = 1
+        terminate_when_unhealthy: bool = True
+        healthy_z_range: tuple[float, float] = (0.2, 1.0)
+        contact_force_range: tuple[float, float] = (-1.0, 1.0)
+        reset_noise_scale: float = 0.1
+        exclude_current_positions_from_observation: bool = True
+        include_cfrc_ext_in_observation: bool = True
+
+    def __init__(self, **overrides):
+        super().__init__(**overrides)
+        main_body = self.options.main_body
+        self._main_body = self.body_id(main_body) if isinstance(main_body, str) else int(main_body)
 
     def contact_forces(self, data):
         """(nbody, 6) clipped external forces, Gymnasium's ``contact_forces``."""
-        return jnp.clip(data._impl.cfrc_ext, *self.contact_force_range)
+        return jnp.clip(data._impl.cfrc_ext, *self.options.contact_force_range)
 
     def observation(self, data):
-        position = data.qpos[2:] if self.exclude_current_positions_from_observation else data.qpos
+        position = data.qpos[2:] if self.options.exclude_current_positions_from_observation else data.qpos
         parts = [position, data.qvel]
-        if self.include_cfrc_ext_in_observation:
+        if self.options.include_cfrc_ext_in_observation:
             parts.append(self.contact_forces(data)[1:].ravel())
         return jnp.concatenate(parts)
 
     def is_healthy(self, data):
         finite = jnp.all(jnp.isfinite(data.qpos)) & jnp.all(jnp.isfinite(data.qvel))
-        low, high = self.healthy_z_range
+        low, high = self.options.healthy_z_range
         return finite & (data.qpos[2] >= low) & (data.qpos[2] <= high)
 
     def reward(self, before, after, ctrl):
-        xy_velocity = (after.xpos[self.main_body, :2] - before.xpos[self.main_body, :2]) / self.dt
-        healthy = self.is_healthy(after)
-        forward = self.forward_reward_weight * xy_velocity[0]
-        survive = self.healthy_reward * healthy
-        ctrl_cost = self.ctrl_cost_weight * jnp.sum(jnp.square(ctrl))
-        contact_cost = self.contact_cost_weight * jnp.sum(jnp.square(self.contact_forces(after)))
-        terminated = jnp.logical_and(~healthy, self.terminate_when_unhealthy)
-        metrics = {
-            "x_position": after.qpos[0],
-            "y_position": after.qpos[1],
-            "distance_from_origin": jnp.linalg.norm(after.qpos[:2]),
-            "x_velocity": xy_velocity[0],
-            "y_velocity": xy_velocity[1],
-            "reward_forward": forward,
-            "reward_ctrl": -ctrl_cost,
-            "reward_contact": -contact_cost,
-            "reward_survive": survive.astype(jnp.float32),
-        }
-        return forward + survive - ctrl_cost - contact_cost, terminated, metrics
+        body = self._main_body
+        xy_velocity = (after.xpos[body, :2] - before.xpos[body, :2]) / self.dt
+        contact_cost = base.quadratic_cost(self.options.contact_cost_weight, self.contact_forces(after))
+        reward, terminated, terms = base.locomotion_reward(
+            self.options, xy_velocity[0], ctrl, self.is_healthy(after), contact=contact_cost
+        )
+        return reward, terminated, {**base.xy_metrics(after.qpos, xy_velocity), **terms}

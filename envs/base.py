@@ -6,9 +6,13 @@ A task subclasses `MujocoTask` and supplies four small pure functions:
 * ``observation(data) -> obs``: Gymnasium's ``_get_obs`` on MJX ``Data``;
 * ``reward(before, after, ctrl) -> (reward, terminated, metrics)``: the
   reward terms under Gymnasium's ``info`` names, computed on the
-  actuator-space action ``ctrl`` exactly as Gymnasium computes them;
-* class attributes ``xml_file``, ``frame_skip``, ``episode_length`` and
-  ``physics_profiles`` (see `envs.physics`).
+  actuator-space action ``ctrl`` exactly as Gymnasium computes them
+  (`locomotion_reward` is the runners' one);
+* class attributes ``xml_file``, ``frame_skip``, ``episode_length``,
+  ``physics_profiles`` (see `envs.physics`) and ``Options``: a frozen
+  dataclass of Gymnasium's constructor arguments with their v5 defaults
+  (plus ``physics``, from `MujocoOptions`), the task's default config.
+  ``Task(**overrides)`` holds ``Options(**overrides)`` as ``task.options``.
 
 Everything else (model loading, profiles, action scaling, frame skip, the
 post-constraint force pass, brax's ``reset``/``step``) lives here once.
@@ -21,6 +25,7 @@ followed by ``mjx.rne_postconstraint`` when the task reads ``cfrc_ext``.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import pathlib
 from typing import Any, Callable, ClassVar, Mapping, Sequence
@@ -69,10 +74,64 @@ def uniform(rng: jax.Array, shape: Sequence[int], scale: float) -> jax.Array:
     return jax.random.uniform(rng, shape, minval=-scale, maxval=scale)
 
 
+def normal(rng: jax.Array, shape: Sequence[int], scale: float) -> jax.Array:
+    """scale * N(0, 1), Gymnasium's ``scale * np_random.standard_normal(n)``."""
+    return scale * jax.random.normal(rng, shape)
+
+
 def in_open_range(x: jax.Array, bounds: tuple[float, float]) -> jax.Array:
     """``low < x < high`` elementwise (Gymnasium's strict health checks)."""
     low, high = bounds
     return (x > low) & (x < high)
+
+
+def quadratic_cost(weight: float, x: jax.Array) -> jax.Array:
+    """weight * |x|^2: Gymnasium's control cost (and Ant's and Humanoid's contact cost)."""
+    return weight * jnp.sum(jnp.square(x))
+
+
+def xy_metrics(qpos: jax.Array, xy_velocity: jax.Array) -> Metrics:
+    """The position and velocity ``info`` entries of the tasks that move in the plane (Ant, Humanoid, Swimmer)."""
+    return {
+        "x_position": qpos[0],
+        "y_position": qpos[1],
+        "distance_from_origin": jnp.linalg.norm(qpos[:2]),
+        "x_velocity": xy_velocity[0],
+        "y_velocity": xy_velocity[1],
+    }
+
+
+def locomotion_reward(
+    options: Any, x_velocity: jax.Array, ctrl: jax.Array, healthy: jax.Array | None = None, **costs: jax.Array
+) -> tuple[jax.Array, jax.Array, Metrics]:
+    """The runners' reward (Ant, HalfCheetah, Hopper, Humanoid, Swimmer, Walker2d).
+
+      forward_reward_weight * x_velocity [+ healthy_reward * healthy] - ctrl_cost_weight * |ctrl|^2 - sum(costs)
+
+    ``options`` supplies ``forward_reward_weight``, ``ctrl_cost_weight`` and,
+    when ``healthy`` is given, ``healthy_reward`` and ``terminate_when_unhealthy``;
+    without ``healthy`` the task never terminates. Each of ``costs`` (e.g.
+    ``contact=...``) is subtracted and reported as ``reward_<name>``. The terms
+    are summed in Gymnasium's order: forward, survive, ctrl, then ``costs``.
+
+    Returns (reward, terminated, terms): terms under Gymnasium's names
+    (``reward_forward``, ``reward_survive``, ``reward_ctrl``, ``reward_<name>``).
+    """
+    forward = options.forward_reward_weight * x_velocity
+    reward, terms = forward, {"reward_forward": forward}
+    terminated = jnp.array(False)
+    if healthy is not None:
+        survive = options.healthy_reward * healthy
+        reward = reward + survive
+        terms["reward_survive"] = survive.astype(jnp.float32)
+        terminated = jnp.logical_and(~healthy, options.terminate_when_unhealthy)
+    ctrl_cost = quadratic_cost(options.ctrl_cost_weight, ctrl)
+    reward = reward - ctrl_cost
+    terms["reward_ctrl"] = -ctrl_cost
+    for name, cost in costs.items():
+        reward = reward - cost
+        terms[f"reward_{name}"] = -cost
+    return reward, terminated, terms
 
 
 def compiler_options(env: Any) -> dict[str, Any]:
@@ -95,6 +154,19 @@ def jit(env: Any, fn: Callable, **kwargs: Any) -> Callable:
     return jax.jit(fn, compiler_options=compiler_options(env), **kwargs)
 
 
+@dataclasses.dataclass(frozen=True)
+class MujocoOptions:
+    """What every MuJoCo task's ``Options`` starts with.
+
+    physics: the profile, ``"fast"`` or ``"faithful"`` (see `envs.physics`).
+    """
+
+    physics: str = physics_lib.DEFAULT_PROFILE
+
+    def __post_init__(self):
+        physics_lib.validate_profile(self.physics)
+
+
 class MujocoTask(PipelineEnv):
     """A Gymnasium v5 MuJoCo task on MJX, brax ``PipelineEnv``-compatible.
 
@@ -103,14 +175,17 @@ class MujocoTask(PipelineEnv):
     ``State.metrics`` holds the reward terms by Gymnasium's ``info`` names.
 
     Attributes:
+      options: the task's ``Options``: Gymnasium's defaults, changed by the
+        constructor's keyword arguments.
       mj_model: the compiled ``mujoco.MjModel`` after the profile's changes
         (CPU side, for rendering and reference runs).
-      physics: the profile name, ``"fast"`` or ``"faithful"``.
+      physics: the profile name, ``"fast"`` or ``"faithful"`` (``options.physics``).
       physics_changes: the `physics.Change`s applied for that profile.
       episode_length: Gymnasium's ``max_episode_steps``.
       dt: seconds per env step (``timestep * frame_skip``).
     """
 
+    Options: ClassVar[type[MujocoOptions]] = MujocoOptions
     xml_file: ClassVar[str]
     frame_skip: ClassVar[int]
     episode_length: ClassVar[int] = 1000
@@ -121,17 +196,16 @@ class MujocoTask(PipelineEnv):
     # Gymnasium films with a fixed camera track their torso here instead.
     camera_config: ClassVar[dict[str, Any]] = {}
     # Gymnasium's two reset rules: qpos0 + U(+-s) and zero velocity plus
-    # U(+-s) ("uniform") or s * N(0, 1) ("normal"), s = reset_noise_scale.
-    velocity_reset_noise: ClassVar[str] = "uniform"
-    reset_noise_scale: float
+    # U(+-s) (`uniform`) or s * N(0, 1) (`normal`), s = options.reset_noise_scale.
+    velocity_reset_noise: ClassVar[Callable[[jax.Array, Sequence[int], float], jax.Array]] = staticmethod(uniform)
     # XLA options for programs that step this task on the CPU backend; see
     # `compiler_options`. Empty for every task whose CPU code is fine as it is.
     cpu_compiler_options: ClassVar[Mapping[str, Any]] = {}
 
-    def __init__(self, physics: str = physics_lib.DEFAULT_PROFILE):
-        self.physics = physics_lib.validate_profile(physics)
+    def __init__(self, **overrides: Any):
+        self.options = self.Options(**overrides)
         cpu_threads.warn_if_unsafe()
-        self.physics_changes = tuple(self.physics_profiles[physics])
+        self.physics_changes = tuple(self.physics_profiles[self.physics])
         self.mj_model = load_model(self.xml_file, self.physics_changes)
         # impl="jax": the JAX implementation runs on every backend and is the
         # one that provides rne_postconstraint; never pick Warp implicitly.
@@ -148,12 +222,9 @@ class MujocoTask(PipelineEnv):
     def initial_state(self, rng: jax.Array) -> tuple[jax.Array, jax.Array]:
         """A random initial (qpos (nq,), qvel (nv,)) by `velocity_reset_noise`'s rule."""
         k_pos, k_vel = jax.random.split(rng)
-        scale = self.reset_noise_scale
+        scale = self.options.reset_noise_scale
         qpos = self.init_qpos + uniform(k_pos, self.init_qpos.shape, scale)
-        if self.velocity_reset_noise == "normal":
-            qvel = self.init_qvel + scale * jax.random.normal(k_vel, self.init_qvel.shape)
-        else:
-            qvel = self.init_qvel + uniform(k_vel, self.init_qvel.shape, scale)
+        qvel = self.init_qvel + self.velocity_reset_noise(k_vel, self.init_qvel.shape, scale)
         return qpos, qvel
 
     def observation(self, data: mjx.Data) -> jax.Array:
@@ -216,6 +287,10 @@ class MujocoTask(PipelineEnv):
     def scale_action(self, action: jax.Array) -> jax.Array:
         """[-1, 1]^nu -> actuator ctrlrange (what Gymnasium's ``step`` receives)."""
         return scale_action(action, self.ctrl_low, self.ctrl_high)
+
+    @property
+    def physics(self) -> str:
+        return self.options.physics
 
     @property
     def dt(self) -> float:

@@ -13,6 +13,8 @@ Physics changes (see `envs.physics`):
 
 from __future__ import annotations
 
+import dataclasses
+
 import jax.numpy as jnp
 
 from mjx_dacer.envs import base
@@ -25,34 +27,22 @@ class HalfCheetah(base.MujocoTask):
     episode_length = 1000
     camera_config = {"trackbodyid": 1, "distance": 4.0}
     physics_profiles = {"faithful": (), "fast": physics_lib.solver_caps(4, 8)}
-    velocity_reset_noise = "normal"
+    velocity_reset_noise = staticmethod(base.normal)
 
-    def __init__(
-        self,
-        physics: str = physics_lib.DEFAULT_PROFILE,
-        forward_reward_weight: float = 1.0,
-        ctrl_cost_weight: float = 0.1,
-        reset_noise_scale: float = 0.1,
-        exclude_current_positions_from_observation: bool = True,
-    ):
-        self.forward_reward_weight = forward_reward_weight
-        self.ctrl_cost_weight = ctrl_cost_weight
-        self.reset_noise_scale = reset_noise_scale
-        self.exclude_current_positions_from_observation = exclude_current_positions_from_observation
-        super().__init__(physics)
+    @dataclasses.dataclass(frozen=True)
+    class Options(base.MujocoOptions):
+        """Gymnasium's HalfCheetah-v5 arguments, with its defaults."""
+
+        forward_reward_weight: float = 1.0
+        ctrl_cost_weight: float = 0.1
+        reset_noise_scale: float = 0.1
+        exclude_current_positions_from_observation: bool = True
 
     def observation(self, data):
-        position = data.qpos[1:] if self.exclude_current_positions_from_observation else data.qpos
+        position = data.qpos[1:] if self.options.exclude_current_positions_from_observation else data.qpos
         return jnp.concatenate([position, data.qvel])
 
     def reward(self, before, after, ctrl):
         x_velocity = (after.qpos[0] - before.qpos[0]) / self.dt
-        forward = self.forward_reward_weight * x_velocity
-        ctrl_cost = self.ctrl_cost_weight * jnp.sum(jnp.square(ctrl))
-        metrics = {
-            "x_position": after.qpos[0],
-            "x_velocity": x_velocity,
-            "reward_forward": forward,
-            "reward_ctrl": -ctrl_cost,
-        }
-        return forward - ctrl_cost, jnp.array(False), metrics
+        reward, terminated, terms = base.locomotion_reward(self.options, x_velocity, ctrl)
+        return reward, terminated, {"x_position": after.qpos[0], "x_velocity": x_velocity, **terms}

@@ -13,6 +13,8 @@ Physics changes (see `envs.physics`):
 
 from __future__ import annotations
 
+import dataclasses
+
 import jax.numpy as jnp
 
 from mjx_dacer.envs import base, planar
@@ -26,35 +28,26 @@ class Hopper(planar.PlanarWalker):
     camera_config = {"trackbodyid": 2, "distance": 3.0, "lookat": (0.0, 0.0, 1.15), "elevation": -20.0}
     physics_profiles = {"faithful": (), "fast": physics_lib.solver_caps(4, 8)}
 
-    def __init__(
-        self,
-        physics: str = physics_lib.DEFAULT_PROFILE,
-        forward_reward_weight: float = 1.0,
-        ctrl_cost_weight: float = 1e-3,
-        healthy_reward: float = 1.0,
-        terminate_when_unhealthy: bool = True,
-        healthy_state_range: tuple[float, float] = (-100.0, 100.0),
-        healthy_z_range: tuple[float, float] = (0.7, float("inf")),
-        healthy_angle_range: tuple[float, float] = (-0.2, 0.2),
-        reset_noise_scale: float = 5e-3,
-        exclude_current_positions_from_observation: bool = True,
-    ):
-        self.forward_reward_weight = forward_reward_weight
-        self.ctrl_cost_weight = ctrl_cost_weight
-        self.healthy_reward = healthy_reward
-        self.terminate_when_unhealthy = terminate_when_unhealthy
-        self.healthy_state_range = healthy_state_range
-        self.healthy_z_range = healthy_z_range
-        self.healthy_angle_range = healthy_angle_range
-        self.reset_noise_scale = reset_noise_scale
-        self.exclude_current_positions_from_observation = exclude_current_positions_from_observation
-        super().__init__(physics)
+    @dataclasses.dataclass(frozen=True)
+    class Options(base.MujocoOptions):
+        """Gymnasium's Hopper-v5 arguments, with its defaults."""
+
+        forward_reward_weight: float = 1.0
+        ctrl_cost_weight: float = 1e-3
+        healthy_reward: float = 1.0
+        terminate_when_unhealthy: bool = True
+        healthy_state_range: tuple[float, float] = (-100.0, 100.0)
+        healthy_z_range: tuple[float, float] = (0.7, float("inf"))
+        healthy_angle_range: tuple[float, float] = (-0.2, 0.2)
+        reset_noise_scale: float = 5e-3
+        exclude_current_positions_from_observation: bool = True
 
     def is_healthy(self, data):
+        opts = self.options
         z, angle = data.qpos[1], data.qpos[2]
         state = jnp.concatenate([data.qpos[2:], data.qvel])
         return (
-            jnp.all(base.in_open_range(state, self.healthy_state_range))
-            & base.in_open_range(z, self.healthy_z_range)
-            & base.in_open_range(angle, self.healthy_angle_range)
+            jnp.all(base.in_open_range(state, opts.healthy_state_range))
+            & base.in_open_range(z, opts.healthy_z_range)
+            & base.in_open_range(angle, opts.healthy_angle_range)
         )

@@ -18,6 +18,8 @@ Physics changes (see `envs.physics`):
 
 from __future__ import annotations
 
+import dataclasses
+
 import jax.numpy as jnp
 import numpy as np
 
@@ -36,37 +38,26 @@ class Humanoid(base.MujocoTask):
     }
     uses_contact_forces = True
 
-    def __init__(
-        self,
-        physics: str = physics_lib.DEFAULT_PROFILE,
-        forward_reward_weight: float = 1.25,
-        ctrl_cost_weight: float = 0.1,
-        contact_cost_weight: float = 5e-7,
-        contact_cost_range: tuple[float, float] = (-float("inf"), 10.0),
-        healthy_reward: float = 5.0,
-        terminate_when_unhealthy: bool = True,
-        healthy_z_range: tuple[float, float] = (1.0, 2.0),
-        reset_noise_scale: float = 1e-2,
-        exclude_current_positions_from_observation: bool = True,
-        include_cinert_in_observation: bool = True,
-        include_cvel_in_observation: bool = True,
-        include_qfrc_actuator_in_observation: bool = True,
-        include_cfrc_ext_in_observation: bool = True,
-    ):
-        self.forward_reward_weight = forward_reward_weight
-        self.ctrl_cost_weight = ctrl_cost_weight
-        self.contact_cost_weight = contact_cost_weight
-        self.contact_cost_range = contact_cost_range
-        self.healthy_reward = healthy_reward
-        self.terminate_when_unhealthy = terminate_when_unhealthy
-        self.healthy_z_range = healthy_z_range
-        self.reset_noise_scale = reset_noise_scale
-        self.exclude_current_positions_from_observation = exclude_current_positions_from_observation
-        self.include_cinert_in_observation = include_cinert_in_observation
-        self.include_cvel_in_observation = include_cvel_in_observation
-        self.include_qfrc_actuator_in_observation = include_qfrc_actuator_in_observation
-        self.include_cfrc_ext_in_observation = include_cfrc_ext_in_observation
-        super().__init__(physics)
+    @dataclasses.dataclass(frozen=True)
+    class Options(base.MujocoOptions):
+        """Gymnasium's Humanoid-v5 arguments, with its defaults."""
+
+        forward_reward_weight: float = 1.25
+        ctrl_cost_weight: float = 0.1
+        contact_cost_weight: float = 5e-7
+        contact_cost_range: tuple[float, float] = (-float("inf"), 10.0)
+        healthy_reward: float = 5.0
+        terminate_when_unhealthy: bool = True
+        healthy_z_range: tuple[float, float] = (1.0, 2.0)
+        reset_noise_scale: float = 1e-2
+        exclude_current_positions_from_observation: bool = True
+        include_cinert_in_observation: bool = True
+        include_cvel_in_observation: bool = True
+        include_qfrc_actuator_in_observation: bool = True
+        include_cfrc_ext_in_observation: bool = True
+
+    def __init__(self, **overrides):
+        super().__init__(**overrides)
         mass = np.asarray(self.mj_model.body_mass, np.float32)
         self._mass_fraction = jnp.asarray(mass / mass.sum())
 
@@ -75,37 +66,24 @@ class Humanoid(base.MujocoTask):
         return (self._mass_fraction @ data.xipos)[:2]
 
     def observation(self, data):
-        position = data.qpos[2:] if self.exclude_current_positions_from_observation else data.qpos
+        opts = self.options
+        position = data.qpos[2:] if opts.exclude_current_positions_from_observation else data.qpos
         parts = [position, data.qvel]
-        if self.include_cinert_in_observation:
+        if opts.include_cinert_in_observation:
             parts.append(data._impl.cinert[1:].ravel())
-        if self.include_cvel_in_observation:
+        if opts.include_cvel_in_observation:
             parts.append(data.cvel[1:].ravel())
-        if self.include_qfrc_actuator_in_observation:
+        if opts.include_qfrc_actuator_in_observation:
             parts.append(data.qfrc_actuator[6:])
-        if self.include_cfrc_ext_in_observation:
+        if opts.include_cfrc_ext_in_observation:
             parts.append(data._impl.cfrc_ext[1:].ravel())
         return jnp.concatenate(parts)
 
     def reward(self, before, after, ctrl):
+        opts = self.options
         xy_velocity = (self.mass_center(after) - self.mass_center(before)) / self.dt
-        healthy = base.in_open_range(after.qpos[2], self.healthy_z_range)
-        forward = self.forward_reward_weight * xy_velocity[0]
-        survive = self.healthy_reward * healthy
-        ctrl_cost = self.ctrl_cost_weight * jnp.sum(jnp.square(ctrl))
-        contact_cost = jnp.clip(
-            self.contact_cost_weight * jnp.sum(jnp.square(after._impl.cfrc_ext)), *self.contact_cost_range
-        )
-        terminated = jnp.logical_and(~healthy, self.terminate_when_unhealthy)
-        metrics = {
-            "x_position": after.qpos[0],
-            "y_position": after.qpos[1],
-            "distance_from_origin": jnp.linalg.norm(after.qpos[:2]),
-            "x_velocity": xy_velocity[0],
-            "y_velocity": xy_velocity[1],
-            "reward_survive": survive.astype(jnp.float32),
-            "reward_forward": forward,
-            "reward_ctrl": -ctrl_cost,
-            "reward_contact": -contact_cost,
-        }
-        return forward + survive - ctrl_cost - contact_cost, terminated, metrics
+        healthy = base.in_open_range(after.qpos[2], opts.healthy_z_range)
+        contact_cost = base.quadratic_cost(opts.contact_cost_weight, after._impl.cfrc_ext)
+        contact_cost = jnp.clip(contact_cost, *opts.contact_cost_range)
+        reward, terminated, terms = base.locomotion_reward(opts, xy_velocity[0], ctrl, healthy, contact=contact_cost)
+        return reward, terminated, {**base.xy_metrics(after.qpos, xy_velocity), **terms}

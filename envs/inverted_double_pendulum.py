@@ -16,6 +16,8 @@ Physics changes (see `envs.physics`):
 
 from __future__ import annotations
 
+import dataclasses
+
 import jax.numpy as jnp
 
 from mjx_dacer.envs import base
@@ -28,17 +30,14 @@ class InvertedDoublePendulum(base.MujocoTask):
     episode_length = 1000
     camera_config = {"trackbodyid": 0, "distance": 4.1225, "lookat": (0.0, 0.0, 0.1225)}
     physics_profiles = {"faithful": (), "fast": physics_lib.solver_caps(4, 8)}
-    velocity_reset_noise = "normal"
+    velocity_reset_noise = staticmethod(base.normal)
 
-    def __init__(
-        self,
-        physics: str = physics_lib.DEFAULT_PROFILE,
-        healthy_reward: float = 10.0,
-        reset_noise_scale: float = 0.1,
-    ):
-        self.healthy_reward = healthy_reward
-        self.reset_noise_scale = reset_noise_scale
-        super().__init__(physics)
+    @dataclasses.dataclass(frozen=True)
+    class Options(base.MujocoOptions):
+        """Gymnasium's InvertedDoublePendulum-v5 arguments, with its defaults."""
+
+        healthy_reward: float = 10.0
+        reset_noise_scale: float = 0.1
 
     def observation(self, data):
         return jnp.concatenate([
@@ -55,7 +54,7 @@ class InvertedDoublePendulum(base.MujocoTask):
         v1, v2 = after.qvel[1], after.qvel[2]
         distance_penalty = 0.01 * x**2 + (y - 2.0) ** 2
         velocity_penalty = 1e-3 * v1**2 + 5e-3 * v2**2
-        survive = self.healthy_reward * (~terminated)
+        survive = self.options.healthy_reward * (~terminated)
         metrics = {
             "reward_survive": survive.astype(jnp.float32),
             "distance_penalty": -distance_penalty,

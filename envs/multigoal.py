@@ -1,4 +1,4 @@
-"""MultiGoal-v0: the 2-D point task of DACER's Sec. 5.2 (DACER_SPEC §8), plain JAX.
+"""MultiGoal-v0: the 2-D point task of the DACER paper's Sec. 5.2, plain JAX.
 
 From the soft Q-learning paper: a point on the plane moves by its (clipped)
 action each step; four goals sit at (+-5, 0) and (0, +-5).
@@ -14,6 +14,8 @@ is the `PointState` (the position), so rendering does not apply.
 """
 
 from __future__ import annotations
+
+import dataclasses
 
 import jax
 import jax.numpy as jnp
@@ -37,23 +39,22 @@ class MultiGoal(Env):
     dt = 1.0
     physics = None  # no physics engine, so no profile; `make` accepts and ignores one
 
-    def __init__(
-        self,
-        action_cost_weight: float = 30.0,
-        goal_reward: float = 10.0,
-        goal_radius: float = 1.0,
-        wall: float = 7.0,
-        reset_noise_scale: float = 0.1,
-    ):
-        self.action_cost_weight = action_cost_weight
-        self.goal_reward = goal_reward
-        self.goal_radius = goal_radius
-        self.wall = wall
-        self.reset_noise_scale = reset_noise_scale
+    @dataclasses.dataclass(frozen=True)
+    class Options:
+        """The task's constants (the defaults are the paper's); there is no ``physics``."""
+
+        action_cost_weight: float = 30.0
+        goal_reward: float = 10.0
+        goal_radius: float = 1.0
+        wall: float = 7.0
+        reset_noise_scale: float = 0.1
+
+    def __init__(self, **overrides):
+        self.options = self.Options(**overrides)
         self.goals = jnp.asarray(GOALS, jnp.float32)
 
     def reset(self, rng: jax.Array) -> State:
-        return self.state_from(self.reset_noise_scale * jax.random.normal(rng, (2,)))
+        return self.state_from(self.options.reset_noise_scale * jax.random.normal(rng, (2,)))
 
     def state_from(self, pos: jax.Array) -> State:
         """The `State` at position ``pos`` (2,), e.g. the paper's start points."""
@@ -63,13 +64,14 @@ class MultiGoal(Env):
         return State(pipeline_state=PointState(pos), obs=pos, reward=zero, done=zero, metrics=metrics, info={})
 
     def step(self, state: State, action: jax.Array) -> State:
+        opts = self.options
         action = jnp.clip(action, -1.0, 1.0)
-        pos = jnp.clip(state.pipeline_state.pos + action, -self.wall, self.wall)
+        pos = jnp.clip(state.pipeline_state.pos + action, -opts.wall, opts.wall)
         distance = jnp.min(jnp.linalg.norm(pos - self.goals, axis=-1))
-        reached = distance < self.goal_radius
-        action_term = -self.action_cost_weight * jnp.sum(jnp.square(action))
+        reached = distance < opts.goal_radius
+        action_term = -opts.action_cost_weight * jnp.sum(jnp.square(action))
         distance_term = -jnp.square(distance)
-        goal_term = self.goal_reward * reached
+        goal_term = opts.goal_reward * reached
         metrics = {
             "reward_action": action_term,
             "reward_goal_distance": distance_term,
@@ -83,10 +85,6 @@ class MultiGoal(Env):
             done=reached.astype(jnp.float32),
             metrics=metrics,
         )
-
-    def scale_action(self, action: jax.Array) -> jax.Array:
-        """Identity on [-1, 1] (the task's own action range), for a uniform API."""
-        return jnp.clip(action, -1.0, 1.0)
 
     @property
     def observation_size(self) -> int:

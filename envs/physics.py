@@ -11,7 +11,8 @@ then applies one *profile*, a short tuple of `Change`s, to the compiled
   step on accelerators. Each task lists its values and why in its docstring.
 
 Changes are data (field path, value, reason) rather than code, so that the
-task docstrings, ``docs_envs.md`` and the tests can all name them.
+task docstrings, the README's "Environments" section and the tests can all
+name them.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """What Hopper-v5 and Walker2d-v5 share: Gymnasium's planar-walker observation and reward.
 
 Both are 2-D bodies whose root is (x, z, angle) in qpos[:3]; they differ only
-in their model, their health ranges and their constructor defaults.
+in their model, their health ranges and their default options.
 """
 
 from __future__ import annotations
@@ -14,29 +14,23 @@ from mjx_dacer.envs import base
 class PlanarWalker(base.MujocoTask):
     """A MujocoTask with Gymnasium's planar-walker observation and reward; subclasses define `is_healthy`.
 
-    Expects the attributes forward_reward_weight, ctrl_cost_weight, healthy_reward,
+    Its ``Options`` have forward_reward_weight, ctrl_cost_weight, healthy_reward,
     terminate_when_unhealthy and exclude_current_positions_from_observation.
     """
 
     def observation(self, data):
         """qpos[1:] (or all of qpos), then clip(qvel, -10, 10)."""
-        position = data.qpos[1:] if self.exclude_current_positions_from_observation else data.qpos
+        position = data.qpos[1:] if self.options.exclude_current_positions_from_observation else data.qpos
         return jnp.concatenate([position, jnp.clip(data.qvel, -10.0, 10.0)])
 
     def reward(self, before, after, ctrl):
         """forward_reward_weight * x_velocity + healthy_reward * healthy - ctrl_cost_weight * |ctrl|^2."""
         x_velocity = (after.qpos[0] - before.qpos[0]) / self.dt
-        healthy = self.is_healthy(after)
-        forward = self.forward_reward_weight * x_velocity
-        survive = self.healthy_reward * healthy
-        ctrl_cost = self.ctrl_cost_weight * jnp.sum(jnp.square(ctrl))
-        terminated = jnp.logical_and(~healthy, self.terminate_when_unhealthy)
+        reward, terminated, terms = base.locomotion_reward(self.options, x_velocity, ctrl, self.is_healthy(after))
         metrics = {
             "x_position": after.qpos[0],
             "z_distance_from_origin": after.qpos[1] - self.init_qpos[1],
             "x_velocity": x_velocity,
-            "reward_forward": forward,
-            "reward_ctrl": -ctrl_cost,
-            "reward_survive": survive.astype(jnp.float32),
+            **terms,
         }
-        return forward + survive - ctrl_cost, terminated, metrics
+        return reward, terminated, metrics

@@ -24,6 +24,8 @@ are not affected and keep XLA's defaults, which are faster for them.
 
 from __future__ import annotations
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 
@@ -39,17 +41,16 @@ class Pusher(base.MujocoTask):
     physics_profiles = {"faithful": (), "fast": physics_lib.solver_caps(4, 8)}
     cpu_compiler_options = {"xla_cpu_use_fusion_emitters": False}
 
-    def __init__(
-        self,
-        physics: str = physics_lib.DEFAULT_PROFILE,
-        reward_near_weight: float = 0.5,
-        reward_dist_weight: float = 1.0,
-        reward_control_weight: float = 0.1,
-    ):
-        self.reward_near_weight = reward_near_weight
-        self.reward_dist_weight = reward_dist_weight
-        self.reward_control_weight = reward_control_weight
-        super().__init__(physics)
+    @dataclasses.dataclass(frozen=True)
+    class Options(base.MujocoOptions):
+        """Gymnasium's Pusher-v5 reward weights, with its defaults."""
+
+        reward_near_weight: float = 0.5
+        reward_dist_weight: float = 1.0
+        reward_control_weight: float = 0.1
+
+    def __init__(self, **overrides):
+        super().__init__(**overrides)
         self._tips_arm = self.body_id("tips_arm")
         self._object = self.body_id("object")
         self._goal = self.body_id("goal")
@@ -82,9 +83,10 @@ class Pusher(base.MujocoTask):
         ])
 
     def reward(self, before, after, ctrl):
+        opts = self.options
         obj = after.xpos[self._object]
-        near = -self.reward_near_weight * jnp.linalg.norm(obj - after.xpos[self._tips_arm])
-        dist = -self.reward_dist_weight * jnp.linalg.norm(obj - after.xpos[self._goal])
-        ctrl_reward = -self.reward_control_weight * jnp.sum(jnp.square(ctrl))
+        near = -opts.reward_near_weight * jnp.linalg.norm(obj - after.xpos[self._tips_arm])
+        dist = -opts.reward_dist_weight * jnp.linalg.norm(obj - after.xpos[self._goal])
+        ctrl_reward = -base.quadratic_cost(opts.reward_control_weight, ctrl)
         metrics = {"reward_dist": dist, "reward_ctrl": ctrl_reward, "reward_near": near}
         return dist + ctrl_reward + near, jnp.array(False), metrics

@@ -1,36 +1,53 @@
-"""Task names -> environment constructors: `make` and `names`.
+"""Task names -> environments, options and presets: `make`, `names`, `options`, `preset`.
 
 ``make(name, **overrides)`` builds the task with Gymnasium's defaults,
-changed only by ``overrides``: keyword arguments of the task's constructor
-(``forward_reward_weight=...``, ``terminate_when_unhealthy=...``) and
-``physics="fast" | "faithful"``. Environments hold no mutable state, so one
-instance per (name, overrides) is built and then reused: ``make`` is cheap
-after the first call, and jitted functions of the same env object are shared.
+changed only by ``overrides``: fields of the task's ``Options`` dataclass
+(``forward_reward_weight=...``, ``terminate_when_unhealthy=...``, and
+``physics="fast" | "faithful"`` for the MuJoCo tasks). Environments hold no
+mutable state, so one instance per (name, options) is built and then reused:
+``make`` is cheap after the first call, and jitted functions of the same env
+object are shared. ``preset(name)`` is the task's training config in the
+repository's ``configs/`` folder.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import functools
 import importlib
-import inspect
 from typing import Any
 
 from brax.envs.base import Env
 
 from mjx_dacer.envs import physics as physics_lib
 
-# name -> (module, class). Imported lazily: loading a task compiles its model.
-_TASKS: dict[str, tuple[str, str]] = {
-    "Humanoid-v5": ("mjx_dacer.envs.humanoid", "Humanoid"),
-    "Ant-v5": ("mjx_dacer.envs.ant", "Ant"),
-    "HalfCheetah-v5": ("mjx_dacer.envs.half_cheetah", "HalfCheetah"),
-    "Walker2d-v5": ("mjx_dacer.envs.walker2d", "Walker2d"),
-    "Hopper-v5": ("mjx_dacer.envs.hopper", "Hopper"),
-    "InvertedDoublePendulum-v5": ("mjx_dacer.envs.inverted_double_pendulum", "InvertedDoublePendulum"),
-    "Pusher-v5": ("mjx_dacer.envs.pusher", "Pusher"),
-    "Swimmer-v5": ("mjx_dacer.envs.swimmer", "Swimmer"),
-    "MultiGoal-v0": ("mjx_dacer.envs.multigoal", "MultiGoal"),
+
+@dataclasses.dataclass(frozen=True)
+class Task:
+    """Where a task's class lives and which preset trains it.
+
+    module, cls: the class, imported lazily (building a task compiles its model).
+    preset: the name of its YAML preset, ``configs/<preset>.yaml``; None if it has none.
+    """
+
+    module: str
+    cls: str
+    preset: str | None
+
+
+_TASKS: dict[str, Task] = {
+    "Humanoid-v5": Task("mjx_dacer.envs.humanoid", "Humanoid", "humanoid"),
+    "Ant-v5": Task("mjx_dacer.envs.ant", "Ant", "ant"),
+    "HalfCheetah-v5": Task("mjx_dacer.envs.half_cheetah", "HalfCheetah", "halfcheetah"),
+    "Walker2d-v5": Task("mjx_dacer.envs.walker2d", "Walker2d", "walker2d"),
+    "Hopper-v5": Task("mjx_dacer.envs.hopper", "Hopper", "hopper"),
+    "InvertedDoublePendulum-v5": Task(
+        "mjx_dacer.envs.inverted_double_pendulum", "InvertedDoublePendulum", "inverteddoublependulum"
+    ),
+    "Pusher-v5": Task("mjx_dacer.envs.pusher", "Pusher", "pusher"),
+    "Swimmer-v5": Task("mjx_dacer.envs.swimmer", "Swimmer", "swimmer"),
+    "MultiGoal-v0": Task("mjx_dacer.envs.multigoal", "MultiGoal", "multigoal"),
 }
 
 
@@ -39,18 +56,31 @@ def names() -> tuple[str, ...]:
     return tuple(_TASKS)
 
 
+def preset(name: str) -> str | None:
+    """The preset that trains task ``name`` ("Hopper-v5" -> "hopper", i.e. ``configs/hopper.yaml``).
+
+    None for a task without one, and for a name that is no task (`make`
+    reports those, with the valid names).
+    """
+    task = _TASKS.get(name)
+    return task.preset if task else None
+
+
 def task_class(name: str) -> type:
     """The class behind ``name``; raises ValueError for an unknown name."""
     if name not in _TASKS:
         raise ValueError(_unknown("environment", name, names()))
-    module, cls = _TASKS[name]
-    return getattr(importlib.import_module(module), cls)
+    task = _TASKS[name]
+    return getattr(importlib.import_module(task.module), task.cls)
 
 
 def options(name: str) -> dict[str, Any]:
-    """The overrides ``make(name, ...)`` accepts, with their defaults."""
-    params = inspect.signature(task_class(name).__init__).parameters
-    found = {k: p.default for k, p in params.items() if k != "self"}
+    """The overrides ``make(name, ...)`` accepts, with their defaults (the task's ``Options``).
+
+    ``physics`` is among them for every task; MultiGoal-v0, which has no
+    physics engine, accepts and ignores it.
+    """
+    found = {field.name: field.default for field in dataclasses.fields(task_class(name).Options)}
     found.setdefault("physics", physics_lib.DEFAULT_PROFILE)
     return found
 
@@ -63,30 +93,28 @@ def make(name: str, **overrides: Any) -> Env:
         closest match), unknown override (naming it and the valid ones), or a
         ``physics`` value other than "fast" / "faithful".
     """
+    cls = task_class(name)
     valid = options(name)
     for key in overrides:
         if key not in valid:
             raise ValueError(f"{name}: " + _unknown("option", key, tuple(valid)))
     physics_lib.validate_profile(overrides.get("physics", physics_lib.DEFAULT_PROFILE))
-    if "physics" not in inspect.signature(task_class(name).__init__).parameters:
+    if "physics" not in {field.name for field in dataclasses.fields(cls.Options)}:
         overrides.pop("physics", None)  # MultiGoal has no physics engine
-        valid.pop("physics")
-    # The cache key is the full argument set, so that spelling out a default
+    overrides = {k: tuple(v) if isinstance(v, list) else v for k, v in overrides.items()}
+    # The cache key is the whole Options value, so that spelling out a default
     # returns the same instance as leaving it out.
-    arguments = {k: _freeze(v) for k, v in {**valid, **overrides}.items()}
+    key = cls.Options(**overrides)
     try:
-        return _make_cached(name, tuple(sorted(arguments.items())))
+        hash(key)
     except TypeError:  # an unhashable override value: build without caching
-        return task_class(name)(**arguments)
+        return cls(**overrides)
+    return _make_cached(name, key)
 
 
 @functools.lru_cache(maxsize=None)
-def _make_cached(name: str, frozen: tuple[tuple[str, Any], ...]) -> Env:
-    return task_class(name)(**dict(frozen))
-
-
-def _freeze(value: Any) -> Any:
-    return tuple(value) if isinstance(value, list) else value
+def _make_cached(name: str, options: Any) -> Env:
+    return task_class(name)(**{field.name: getattr(options, field.name) for field in dataclasses.fields(options)})
 
 
 def _unknown(kind: str, given: str, valid: tuple[str, ...]) -> str:

@@ -13,6 +13,7 @@ when no display and no ``MUJOCO_GL`` is set. Without a working backend,
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import pathlib
 from typing import Any, Sequence
@@ -82,10 +83,8 @@ def write_video(frames: np.ndarray | Sequence[np.ndarray], path: str | os.PathLi
         # GIF stores per-frame durations in milliseconds.
         iio.imwrite(path, frames, extension=".gif", duration=1000.0 / fps, loop=0)
     elif suffix == ".mp4":
-        try:
-            import imageio_ffmpeg  # noqa: F401
-        except ImportError as err:
-            raise RuntimeError("MP4 needs `pip install imageio-ffmpeg`; or write a .gif") from err
+        if importlib.util.find_spec("imageio_ffmpeg") is None:
+            raise RuntimeError("MP4 needs `pip install imageio-ffmpeg`; or write a .gif")
         iio.imwrite(path, frames, extension=".mp4", fps=fps, codec="libx264", macro_block_size=1)
     else:
         raise ValueError(f"unsupported video format {suffix!r}: use .mp4 or .gif")

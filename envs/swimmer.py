@@ -15,6 +15,8 @@ Physics changes (see `envs.physics`):
 
 from __future__ import annotations
 
+import dataclasses
+
 import jax.numpy as jnp
 
 from mjx_dacer.envs import base
@@ -28,35 +30,20 @@ class Swimmer(base.MujocoTask):
     camera_config = {"trackbodyid": 1, "distance": 4.0}
     physics_profiles = {"faithful": (), "fast": physics_lib.solver_caps(4, 8)}
 
-    def __init__(
-        self,
-        physics: str = physics_lib.DEFAULT_PROFILE,
-        forward_reward_weight: float = 1.0,
-        ctrl_cost_weight: float = 1e-4,
-        reset_noise_scale: float = 0.1,
-        exclude_current_positions_from_observation: bool = True,
-    ):
-        self.forward_reward_weight = forward_reward_weight
-        self.ctrl_cost_weight = ctrl_cost_weight
-        self.reset_noise_scale = reset_noise_scale
-        self.exclude_current_positions_from_observation = exclude_current_positions_from_observation
-        super().__init__(physics)
+    @dataclasses.dataclass(frozen=True)
+    class Options(base.MujocoOptions):
+        """Gymnasium's Swimmer-v5 arguments, with its defaults."""
+
+        forward_reward_weight: float = 1.0
+        ctrl_cost_weight: float = 1e-4
+        reset_noise_scale: float = 0.1
+        exclude_current_positions_from_observation: bool = True
 
     def observation(self, data):
-        position = data.qpos[2:] if self.exclude_current_positions_from_observation else data.qpos
+        position = data.qpos[2:] if self.options.exclude_current_positions_from_observation else data.qpos
         return jnp.concatenate([position, data.qvel])
 
     def reward(self, before, after, ctrl):
         xy_velocity = (after.qpos[:2] - before.qpos[:2]) / self.dt
-        forward = self.forward_reward_weight * xy_velocity[0]
-        ctrl_cost = self.ctrl_cost_weight * jnp.sum(jnp.square(ctrl))
-        metrics = {
-            "x_position": after.qpos[0],
-            "y_position": after.qpos[1],
-            "distance_from_origin": jnp.linalg.norm(after.qpos[:2]),
-            "x_velocity": xy_velocity[0],
-            "y_velocity": xy_velocity[1],
-            "reward_forward": forward,
-            "reward_ctrl": -ctrl_cost,
-        }
-        return forward - ctrl_cost, jnp.array(False), metrics
+        reward, terminated, terms = base.locomotion_reward(self.options, xy_velocity[0], ctrl)
+        return reward, terminated, {**base.xy_metrics(after.qpos, xy_velocity), **terms}

@@ -14,6 +14,8 @@ Physics changes (see `envs.physics`):
 
 from __future__ import annotations
 
+import dataclasses
+
 from mjx_dacer.envs import base, planar
 from mjx_dacer.envs import physics as physics_lib
 
@@ -25,28 +27,20 @@ class Walker2d(planar.PlanarWalker):
     camera_config = {"trackbodyid": 2, "distance": 4.0, "lookat": (0.0, 0.0, 1.15), "elevation": -20.0}
     physics_profiles = {"faithful": (), "fast": physics_lib.solver_caps(4, 8)}
 
-    def __init__(
-        self,
-        physics: str = physics_lib.DEFAULT_PROFILE,
-        forward_reward_weight: float = 1.0,
-        ctrl_cost_weight: float = 1e-3,
-        healthy_reward: float = 1.0,
-        terminate_when_unhealthy: bool = True,
-        healthy_z_range: tuple[float, float] = (0.8, 2.0),
-        healthy_angle_range: tuple[float, float] = (-1.0, 1.0),
-        reset_noise_scale: float = 5e-3,
-        exclude_current_positions_from_observation: bool = True,
-    ):
-        self.forward_reward_weight = forward_reward_weight
-        self.ctrl_cost_weight = ctrl_cost_weight
-        self.healthy_reward = healthy_reward
-        self.terminate_when_unhealthy = terminate_when_unhealthy
-        self.healthy_z_range = healthy_z_range
-        self.healthy_angle_range = healthy_angle_range
-        self.reset_noise_scale = reset_noise_scale
-        self.exclude_current_positions_from_observation = exclude_current_positions_from_observation
-        super().__init__(physics)
+    @dataclasses.dataclass(frozen=True)
+    class Options(base.MujocoOptions):
+        """Gymnasium's Walker2d-v5 arguments, with its defaults."""
+
+        forward_reward_weight: float = 1.0
+        ctrl_cost_weight: float = 1e-3
+        healthy_reward: float = 1.0
+        terminate_when_unhealthy: bool = True
+        healthy_z_range: tuple[float, float] = (0.8, 2.0)
+        healthy_angle_range: tuple[float, float] = (-1.0, 1.0)
+        reset_noise_scale: float = 5e-3
+        exclude_current_positions_from_observation: bool = True
 
     def is_healthy(self, data):
+        opts = self.options
         z, angle = data.qpos[1], data.qpos[2]
-        return base.in_open_range(z, self.healthy_z_range) & base.in_open_range(angle, self.healthy_angle_range)
+        return base.in_open_range(z, opts.healthy_z_range) & base.in_open_range(angle, opts.healthy_angle_range)

@@ -24,7 +24,6 @@ import difflib
 import importlib.resources
 import math
 import pathlib
-import re
 import typing
 from importlib.resources.abc import Traversable
 from typing import Any, Callable, Mapping
@@ -366,16 +365,7 @@ def resolve_preset(path: str | pathlib.Path) -> pathlib.Path | Traversable:
     raise ConfigError(f"config '{path}' is neither a file nor a preset{hint}; presets: {', '.join(names)}")
 
 
-def preset_for_env(env: str) -> str | None:
-    """The preset that carries a task's settings (Hopper-v5 -> "hopper", MultiGoal-v0 -> "multigoal"), or None."""
-    name = re.sub(r"-v\d+$", "", env).replace("-", "").lower()
-    if name not in preset_names():
-        return None
-    preset = yaml.safe_load(resolve_preset(name).read_text()) or {}
-    return name if preset.get("env") == env else None  # Hopper-v4 is not the Hopper-v5 preset
-
-
 __all__ = [
     "Config", "ConfigError", "HPARAM_FIELDS", "HParams", "STATIC_FIELDS", "describe", "from_dict",
-    "load_config", "parse_overrides", "preset_for_env", "preset_names", "resolve_preset", "to_dict", "validate",
+    "load_config", "parse_overrides", "preset_names", "resolve_preset", "to_dict", "validate",
 ]

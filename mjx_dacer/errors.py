@@ -1,8 +1,13 @@
-"""Errors a user can cause outside the config, kept free of heavy imports so the CLI can map them cheaply.
+"""Errors a user can cause outside the config, and a stopped run; free of heavy imports so the CLI can map them cheaply.
 
-`mjx_dacer.config.ConfigError` is the other one; `mjx_dacer.cli` maps both to
-its one-line message and exit status 2.
+`mjx_dacer.config.ConfigError` is the other user error; `mjx_dacer.cli.main`
+maps both to a one-line message and exit status 2, and `RunStopped` to its
+own exit status.
 """
+
+from __future__ import annotations
+
+import pathlib
 
 
 class CheckpointError(RuntimeError):
@@ -16,3 +21,23 @@ class PolicyFileError(CheckpointError, ValueError):
     Also a ValueError: `mjx_dacer.policy.load_policy` has always raised ValueError for a bad file, and
     callers (the eval CLI) catch that.
     """
+
+
+class RunStopped(Exception):
+    """A run stopped before its end.
+
+    Attributes:
+      exit_code: what a command line should return (3: diverged; 130 / 143: SIGINT / SIGTERM).
+      resume_dir: the run directory to resume from, if it holds a checkpoint to resume.
+      diverged: a run diverged (on_divergence="stop").
+      abandoned: a compile or chunk was still running in the worker thread when
+        the run stopped (SIGTERM, or a second Ctrl-C); its result is discarded.
+    """
+
+    def __init__(self, message: str, exit_code: int, *, resume_dir: pathlib.Path | None = None,
+                 diverged: bool = False, abandoned: bool = False):
+        super().__init__(message)
+        self.exit_code = exit_code
+        self.resume_dir = resume_dir
+        self.diverged = diverged
+        self.abandoned = abandoned

@@ -31,6 +31,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from mjx_dacer import sinks
 from mjx_dacer.checkpoint import Checkpointer
 from mjx_dacer.config import Config, ConfigError
+from mjx_dacer.errors import RunStopped
 from mjx_dacer.policy import save_policy
 from mjx_dacer.rundir import RunDir, RunSpec
 from mjx_dacer.train import TrainProgram, TrainState, make_train
@@ -50,26 +51,6 @@ def run_sharding(batch: int) -> NamedSharding | None:
     if len(devices) < 2 or batch % len(devices):
         return None
     return NamedSharding(Mesh(np.array(devices), ("runs",)), PartitionSpec("runs"))
-
-
-class RunStopped(Exception):
-    """The run stopped before its end; `exit_code` is what a command line should return.
-
-    Attributes:
-      exit_code: EXIT_DIVERGED, or SIGNAL_EXIT of the signal that stopped it.
-      resume_dir: the run directory to resume from, if it holds a checkpoint to resume.
-      diverged: a run diverged (on_divergence="stop").
-      abandoned: a compile or chunk was still running in the worker thread when
-        the run stopped (SIGTERM, or a second Ctrl-C); its result is discarded.
-    """
-
-    def __init__(self, message: str, exit_code: int, *, resume_dir: pathlib.Path | None = None,
-                 diverged: bool = False, abandoned: bool = False):
-        super().__init__(message)
-        self.exit_code = exit_code
-        self.resume_dir = resume_dir
-        self.diverged = diverged
-        self.abandoned = abandoned
 
 
 EXIT_DIVERGED = 3

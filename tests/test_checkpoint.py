@@ -9,7 +9,7 @@ import pytest
 
 from mjx_dacer import report
 from mjx_dacer.config import load_config, parse_overrides
-from mjx_dacer.cli import parse_grid
+from mjx_dacer.cli.train import parse_grid
 from mjx_dacer.rundir import RunSpec
 from mjx_dacer.runner import EXIT_DIVERGED, Runner, RunStopped
 

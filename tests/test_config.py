@@ -55,8 +55,8 @@ def test_hparams_are_the_shape_free_fields():
 
 def test_each_task_finds_its_preset():
     from mjx_dacer import envs
-    from mjx_dacer.config import preset_for_env
 
+    preset_for_env = envs.preset  # the one map from a task name to its preset, for every caller
     assert {env: preset_for_env(env) for env in envs.names()} == {
         "Humanoid-v5": "humanoid", "Ant-v5": "ant", "HalfCheetah-v5": "halfcheetah", "Walker2d-v5": "walker2d",
         "Hopper-v5": "hopper", "InvertedDoublePendulum-v5": "inverteddoublependulum", "Pusher-v5": "pusher",

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
+import importlib
+import inspect
 import pathlib
 import sys
 
@@ -84,7 +87,7 @@ def test_overrides_reach_the_task_and_envs_are_cached():
     assert envs.make("Hopper-v5", physics=envs.DEFAULT_PROFILE) is default
     custom = envs.make("Hopper-v5", forward_reward_weight=2.0, terminate_when_unhealthy=False, physics="faithful")
     assert custom is not default
-    assert custom.forward_reward_weight == 2.0 and custom.terminate_when_unhealthy is False
+    assert custom.options.forward_reward_weight == 2.0 and custom.options.terminate_when_unhealthy is False
     assert custom.physics == "faithful"
     # Lists are accepted where tuples are expected (and still cached).
     assert envs.make("Hopper-v5", healthy_z_range=[0.5, 2.0]) is envs.make("Hopper-v5", healthy_z_range=(0.5, 2.0))
@@ -92,11 +95,63 @@ def test_overrides_reach_the_task_and_envs_are_cached():
     assert envs.make("MultiGoal-v0", physics="faithful") is envs.make("MultiGoal-v0")
 
 
-def test_options_lists_constructor_defaults():
+def test_options_lists_the_declared_defaults():
     opts = envs.options("Ant-v5")
     assert opts["include_cfrc_ext_in_observation"] is True
     assert opts["contact_cost_weight"] == 5e-4
     assert opts["physics"] == envs.DEFAULT_PROFILE
+    multigoal = dataclasses.asdict(envs.make("MultiGoal-v0").options)
+    assert envs.options("MultiGoal-v0") == {**multigoal, "physics": envs.DEFAULT_PROFILE}
+    with pytest.raises(ValueError, match="unknown environment"):
+        envs.options("Hoper-v5")
+
+
+@pytest.mark.parametrize("name", list(EXPECTED))
+def test_options_match_gymnasiums_defaults(name):
+    """Each declared option is a keyword of Gymnasium's constructor for the task, with its default."""
+    opts = {k: v for k, v in envs.options(name).items() if k != "physics"}
+    if name == "MultiGoal-v0":  # not a Gymnasium task
+        assert set(opts) == {"action_cost_weight", "goal_reward", "goal_radius", "wall", "reset_noise_scale"}
+        return
+    import gymnasium
+
+    module, cls = gymnasium.spec(name).entry_point.split(":")
+    gym_cls = getattr(importlib.import_module(module), cls)
+    gym_defaults = {k: p.default for k, p in inspect.signature(gym_cls.__init__).parameters.items()}
+    for key, value in opts.items():
+        assert key in gym_defaults, (name, key)
+        assert value == gym_defaults[key], (name, key, value, gym_defaults[key])
+
+
+CONFIGS = pathlib.Path(__file__).resolve().parent.parent / "configs"
+# Presets that train a task but are not that task's own (Table 3) preset.
+NOT_TASK_PRESETS = {"quickstart"}
+
+
+def _preset_env(stem: str) -> str:
+    import yaml
+
+    return (yaml.safe_load((CONFIGS / f"{stem}.yaml").read_text()) or {}).get("env")
+
+
+@pytest.mark.parametrize("name", list(EXPECTED))
+def test_each_task_has_its_preset_in_configs(name):
+    preset = envs.preset(name)
+    assert preset is not None, name
+    assert (CONFIGS / f"{preset}.yaml").is_file(), (name, preset)
+    assert _preset_env(preset) == name
+
+
+def test_every_task_preset_in_configs_is_registered():
+    for path in sorted(CONFIGS.glob("*.yaml")):
+        env = _preset_env(path.stem)
+        if path.stem in NOT_TASK_PRESETS:
+            assert env in envs.names(), path.name  # still a valid task
+            continue
+        assert env in envs.names(), (path.name, env)
+        assert envs.preset(env) == path.stem, (path.name, env)
+    assert envs.preset("Hopper-v5") == "hopper" and envs.preset("MultiGoal-v0") == "multigoal"
+    assert envs.preset("Hopper-v4") is None and envs.preset("Foo-v5") is None
 
 
 @pytest.mark.parametrize("name", MUJOCO_TASKS)

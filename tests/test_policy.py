@@ -1,4 +1,4 @@
-"""The policy artifact (`mjx_dacer.policy`) and `mjx-dacer eval` (`mjx_dacer.evaluation_cli`).
+"""The policy artifact (`mjx_dacer.policy`) and `mjx-dacer eval` (`mjx_dacer.cli.evaluate`).
 
 No training run: the artifact is written from freshly initialised networks
 (tiny ones), which is all the save/load path needs; the eval CLI is exercised
@@ -427,7 +427,7 @@ def test_eval_bad_arguments_are_one_line_errors(run_dirs, args, fragment):
     """In-process through `run`, as the CLI calls it: ConfigError with a one-line message."""
     import argparse
 
-    from mjx_dacer import evaluation_cli
+    from mjx_dacer.cli import evaluate as evaluation_cli
     from mjx_dacer.config import ConfigError
 
     parser = argparse.ArgumentParser()
@@ -453,7 +453,7 @@ def test_eval_multigoal_mjx_all_runs(run_dirs):
 
 
 def test_format_table_lines_up():
-    from mjx_dacer.evaluation_cli import Result, format_table
+    from mjx_dacer.cli.evaluate import Result, format_table
 
     table = format_table([Result(0, "default", 0, "mjx", np.array([1.0, 3.0]), np.array([10, 20])),
                           Result(0, "default", 0, "gymnasium", np.array([2.0]), np.array([5]))])
@@ -469,7 +469,7 @@ def test_gymnasium_backend_scales_actions_like_the_mjx_tasks(monkeypatch):
     import gymnasium
 
     from mjx_dacer.envs.base import scale_action
-    from mjx_dacer.evaluation_cli import gymnasium_rollout
+    from mjx_dacer.cli.evaluate import gymnasium_rollout
 
     sent = []
 

@@ -7,7 +7,7 @@ import pytest
 
 from mjx_dacer.buffer import Transition
 from mjx_dacer.config import Config
-from mjx_dacer.cli import parse_grid
+from mjx_dacer.cli.train import parse_grid
 from mjx_dacer.rundir import RunSpec
 from mjx_dacer.train import make_train
 

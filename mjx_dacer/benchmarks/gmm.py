@@ -22,6 +22,7 @@ import time
 import numpy as np
 
 from mjx_dacer.benchmarks import common
+from mjx_dacer.config import ConfigError
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -87,14 +88,12 @@ def run(args: argparse.Namespace) -> int:
     for name in ("dims", "states", "samples", "components", "repeats"):
         values = getattr(args, name)
         if min(values if isinstance(values, list) else [values]) < 1:
-            print(f"error: --{name} must be >= 1", file=sys.stderr)
-            return 2
+            raise ConfigError(f"--{name} must be >= 1")
     if not args.no_sklearn:
         try:
             import sklearn  # noqa: F401
         except ImportError:
-            print("error: scikit-learn is not installed; `pip install scikit-learn` or pass --no-sklearn", file=sys.stderr)
-            return 2
+            raise ConfigError("scikit-learn is not installed; `pip install scikit-learn` or pass --no-sklearn") from None
 
     lines = common.header("GMM entropy estimate: on-device batched EM vs scikit-learn state by state", sys.argv) + [
         f"One estimate = {args.states} states x {args.samples} samples, K = {args.components}, full covariances, "

@@ -39,9 +39,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _config(env: str, overrides):
-    from mjx_dacer.config import ConfigError, parse_overrides, preset_for_env
+    from mjx_dacer.config import ConfigError, parse_overrides
 
-    preset = preset_for_env(env)
+    preset = envs.preset(env)
     if preset is None:
         try:
             envs.make(env)  # the registry's error lists the tasks and suggests a close match

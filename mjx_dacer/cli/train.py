@@ -1,13 +1,8 @@
-"""`mjx-dacer`: train, sweep, evaluate and benchmark DACER from the command line.
+"""`mjx-dacer train` and `mjx-dacer sweep`: resolve the config and the runs, then `mjx_dacer.run`.
 
-Exit statuses, mapped in one place (`main`):
-
-    0    done
-    2    bad input: unknown task, preset or key, wrong type, out-of-range values,
-         an existing run directory or file at --out, a run directory without a
-         usable checkpoint or policy (one line on stderr, nothing written)
-    3    stopped: a run diverged (see --on-divergence)
-    130  stopped by Ctrl-C (SIGINT), 143 by SIGTERM; the newest checkpoint is kept
+Everything here is about the command line: flags, presets named by task,
+`--grid` syntax, `--resume` checks and the hints printed when a run stops.
+Errors are raised as ConfigError; `mjx_dacer.cli.main` maps them to exit codes.
 """
 
 from __future__ import annotations
@@ -15,33 +10,15 @@ from __future__ import annotations
 import argparse
 import datetime
 import itertools
-import logging
-import os
 import pathlib
 import shutil
-import sys
 from typing import Sequence
 
-from mjx_dacer.config import (
-    HPARAM_FIELDS, ConfigError, error_line, load_config, parse_overrides, preset_for_env, preset_names,
-)
-from mjx_dacer.errors import CheckpointError
-
-EXIT_USAGE = 2
-USER_ERRORS = (ConfigError, CheckpointError)  # one line on stderr, exit EXIT_USAGE
-
-EPILOG = """examples:
-  mjx-dacer train --config quickstart
-  mjx-dacer train --env Hopper-v5 --seeds 5
-  mjx-dacer train --env Humanoid-v5 --seeds 5 --out runs/humanoid
-  mjx-dacer sweep --env Hopper-v5 --grid lr_actor=1e-4,3e-4 --grid noise_scale=0.1,0.15 --seeds 3
-  mjx-dacer train --resume runs/humanoid
-  mjx-dacer eval runs/humanoid --episodes 10 --backend both --video humanoid.mp4
-  mjx-dacer bench gmm
-"""
+from mjx_dacer.config import HPARAM_FIELDS, ConfigError, load_config, parse_overrides, preset_names
+from mjx_dacer.errors import RunStopped
 
 
-def _add_run_arguments(p: argparse.ArgumentParser) -> None:
+def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--env", help="task name, e.g. Hopper-v5 (default: the config's env; "
                    "its preset configs/<task>.yaml is used when --config is not given)")
     p.add_argument("--config", help=f"YAML file or preset name ({', '.join(preset_names())})")
@@ -59,48 +36,6 @@ def _add_run_arguments(p: argparse.ArgumentParser) -> None:
                    help="when a run produces a non-finite loss, Q value or parameter: stop at the end of the "
                         "chunk keeping the last good checkpoint (default), or drop: freeze that run at its last "
                         "good state and continue the others")
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="mjx-dacer",
-        description="DACER (Diffusion Actor-Critic with Entropy Regulator) on MuJoCo MJX, "
-                    "end to end on the accelerator.",
-        epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-
-    train = sub.add_parser(
-        "train", help="train DACER on one task, several seeds at once",
-        description="Train DACER. All seeds run as one vmapped program; the host only reports between "
-                    "chunks of eval_interval iterations. Writes config.yaml, metrics.csv, TensorBoard "
-                    "events (tb/), curves.png and summary.md to the run directory.",
-    )
-    _add_run_arguments(train)
-    train.set_defaults(func=_train)
-
-    sweep = sub.add_parser(
-        "sweep", help="grid search over hyperparameters x seeds in one vmapped program",
-        description="Grid search: every grid point x seed runs in one vmapped program. Only "
-                    f"shape-free hyperparameters can be swept: {', '.join(HPARAM_FIELDS)}.",
-    )
-    _add_run_arguments(sweep)
-    sweep.add_argument("--grid", action="append", default=[], required=True, metavar="KEY=V1,V2,...",
-                       help="values of one hyperparameter (repeatable; the grid is their product)")
-    sweep.set_defaults(func=_sweep)
-
-    from mjx_dacer import bench, evaluation_cli
-
-    evaluate = sub.add_parser("eval", help="returns of a trained policy in MJX and in Gymnasium's C-MuJoCo env",
-                              description=evaluation_cli.DESCRIPTION)
-    evaluation_cli.add_arguments(evaluate)
-    evaluate.set_defaults(func=evaluation_cli.run)
-
-    bench_parser = sub.add_parser("bench", help="speed benchmarks (gmm, envs, train)",
-                                  description=bench.__doc__.splitlines()[0])
-    bench.build_parser(bench_parser)
-    return parser
 
 
 def parse_grid(specs: Sequence[str]) -> tuple[dict[str, float], ...]:
@@ -135,15 +70,15 @@ def _default_out(env: str) -> pathlib.Path:
 
 
 def _resolve_config(args: argparse.Namespace):
+    from mjx_dacer import envs
+
     overrides = parse_overrides(args.overrides)
     if args.env is not None:
         overrides["env"] = args.env
     path = args.config
     if path is None and args.env is not None:
-        path = preset_for_env(args.env)  # a task's own preset carries the paper's Table 3 values for it
+        path = envs.preset(args.env)  # a task's own preset carries the paper's Table 3 values for it
     config = load_config(path, overrides)
-    from mjx_dacer import envs
-
     if config.env not in envs.names():
         try:
             envs.make(config.env)  # the registry's error lists the tasks and suggests a close match
@@ -194,7 +129,7 @@ def _resume_target(args: argparse.Namespace, grid_specs: Sequence[str]):
 
 def _run(args: argparse.Namespace, grid_specs: Sequence[str]) -> int:
     from mjx_dacer.rundir import RunSpec
-    from mjx_dacer.runner import RunStopped, maybe_initialize_distributed, run
+    from mjx_dacer.runner import maybe_initialize_distributed, run
 
     if args.resume is not None:
         if args.overwrite or args.out is not None:
@@ -209,49 +144,26 @@ def _run(args: argparse.Namespace, grid_specs: Sequence[str]) -> int:
         spec.validate(config)  # every grid point, before anything is written
         out = _prepare_out_dir(args, config.env)
     maybe_initialize_distributed()
-    try:
-        run(config, out, seeds=spec.seeds, grid=spec.grid, progress_fn=lambda line: print(line, flush=True),
-            resume=args.resume is not None, on_divergence=args.on_divergence)
-    except RunStopped as e:
-        hint = ""
-        if e.diverged:
-            hint = " (--on-divergence=drop)"
-        elif e.resume_dir is not None:
-            hint = f"; resume with: mjx-dacer train --resume {e.resume_dir}"
-        print(f"mjx-dacer: {e}{hint}", file=sys.stderr, flush=True)
-        if e.abandoned:
-            # A compile or chunk is still running in a worker thread and its result is not wanted:
-            # leave now, instead of letting interpreter shutdown wait for it.
-            sys.stdout.flush()
-            os._exit(e.exit_code)
-        return e.exit_code
-    print(f"done: {out}/ (summary.md, metrics.csv, curves.png, tb/, checkpoints/)", flush=True)
+    run(config, out, seeds=spec.seeds, grid=spec.grid, progress_fn=lambda line: print(line, flush=True),
+        resume=args.resume is not None, on_divergence=args.on_divergence)
+    print(f"done: {out}/ (summary.md, metrics.csv, curves.png, tb/, checkpoints/, policy.msgpack)", flush=True)
     return 0
 
 
-def _train(args: argparse.Namespace) -> int:
+def stop_hint(stopped: RunStopped) -> str:
+    """What to do next after a stopped run, in this command line's terms."""
+    if stopped.diverged:
+        return " (--on-divergence=drop)"
+    if stopped.resume_dir is not None:
+        return f"; resume with: mjx-dacer train --resume {stopped.resume_dir}"
+    return ""
+
+
+def train(args: argparse.Namespace) -> int:
     return _run(args, [])
 
 
-def _sweep(args: argparse.Namespace) -> int:
+def sweep(args: argparse.Namespace) -> int:
     return _run(args, args.grid)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    # orbax reports a damaged checkpoint file through absl's logger before raising; the runner
-    # already names each skipped checkpoint in one line, so keep the library's log off the terminal.
-    logging.getLogger("absl").setLevel(logging.CRITICAL)
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    try:
-        return args.func(args)
-    except USER_ERRORS as e:
-        print(f"mjx-dacer: error: {error_line(e)}", file=sys.stderr)
-        return EXIT_USAGE
-    except KeyboardInterrupt:
-        print("mjx-dacer: interrupted", file=sys.stderr)
-        return 130
-
-
-if __name__ == "__main__":
-    sys.exit(main())
