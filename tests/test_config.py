@@ -1,5 +1,7 @@
 """Typed config: presets, overrides, validation."""
 
+import re
+
 import pytest
 
 from mjx_dacer.config import Config, ConfigError, load_config, parse_overrides, preset_names
@@ -63,3 +65,38 @@ def test_each_task_finds_its_preset():
         "Swimmer-v5": "swimmer", "MultiGoal-v0": "multigoal",
     }
     assert preset_for_env("Foo-v5") is None and preset_for_env("Hopper-v4") is None
+
+
+def test_schema_derives_hparams_and_the_readme_lists_every_key():
+    import dataclasses
+    import pathlib
+    import re
+
+    from mjx_dacer.config import HPARAM_FIELDS, STATIC_FIELDS, HParams, describe
+
+    fields = [f.name for f in dataclasses.fields(Config)]
+    assert [f.name for f in dataclasses.fields(HParams)] == list(HPARAM_FIELDS)
+    assert sorted(HPARAM_FIELDS + STATIC_FIELDS) == sorted(fields)
+    # Every traced key is a float hyperparameter that changes no shape; the sweepable set of the paper's grid.
+    assert set(HPARAM_FIELDS) == {"noise_scale", "target_entropy_factor", "lr_actor", "lr_critic", "lr_alpha",
+                                  "reward_scale", "gamma", "tau"}
+    assert len(describe().splitlines()) == len(fields)
+    readme = (pathlib.Path(__file__).parent.parent / "README.md").read_text()
+    table = readme[readme.index("| key | default | meaning |"):]
+    table = table[: table.index("\n\n")]
+    listed = {k for line in table.splitlines()[2:] for k in re.findall(r"`(\w+)`", line.split("|")[1])}
+    assert listed == set(fields)
+
+
+def test_range_checks_come_from_the_schema():
+    for key, value, fragment in [
+        ("noise_scale", float("nan"), "must be a finite number >= 0"),
+        ("tau", 0.0, "must lie in (0, 1]"),
+        ("physics", "slow", "must be one of fast, faithful"),
+        ("activation", "sigmoid", "must be one of mish"),
+        ("critic_hidden_sizes", [], "must be a non-empty list of positive widths"),
+        ("seed", -1, "must be >= 0"),
+        ("target_entropy_factor", float("inf"), "must be a finite number"),
+    ]:
+        with pytest.raises(ConfigError, match=re.escape(f"config key '{key}' {fragment}")):
+            Config().replace(**{key: value})
