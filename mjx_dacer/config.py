@@ -290,14 +290,19 @@ def to_dict(cfg: Config) -> dict[str, Any]:
     return {k: list(v) if isinstance(v, tuple) else v for k, v in out.items()}
 
 
+def split_assignment(text: str, what: str, form: str = "key=value") -> tuple[str, str]:
+    """"key=value" -> ("key", "value"); raises ConfigError naming `what` ("override", "--grid") otherwise."""
+    if "=" not in text:
+        raise ConfigError(f"{what} '{text}' is not of the form {form}")
+    key, raw = text.split("=", 1)
+    return key.strip(), raw
+
+
 def parse_overrides(pairs: typing.Iterable[str]) -> dict[str, Any]:
     """``["lr_actor=3e-4", "hidden_sizes=64,64"]`` -> dict; values parsed as YAML scalars."""
     out: dict[str, Any] = {}
     for pair in pairs:
-        if "=" not in pair:
-            raise ConfigError(f"override '{pair}' is not of the form key=value")
-        key, raw = pair.split("=", 1)
-        key = key.strip()
+        key, raw = split_assignment(pair, "override")
         if key not in _FIELDS:
             raise unknown_key_error(key)
         try:

@@ -57,6 +57,8 @@ def test_help_lists_every_command():
         (["train", "--config", "quickstart", "--seeds", "0"], "--seeds must be >= 1"),
         (["train", "--config", "no/such/file.yaml"], "file.yaml"),
         (["sweep", "--config", "quickstart", "--grid", "hidden_sizes=8,16"], "cannot be swept"),
+        (["sweep", "--config", "quickstart", "--grid", "lr_actor=1e-3", "--grid", "lr_actor=3e-4"], "given twice"),
+        (["sweep", "--config", "quickstart", "--grid", "lr_actor"], "--grid 'lr_actor' is not of the form"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(args, fragment, tmp_path):

@@ -14,7 +14,9 @@ import pathlib
 import shutil
 from typing import Sequence
 
-from mjx_dacer.config import HPARAM_FIELDS, ConfigError, load_config, parse_overrides, preset_names
+from mjx_dacer.config import (
+    HPARAM_FIELDS, ConfigError, load_config, parse_overrides, preset_names, split_assignment,
+)
 from mjx_dacer.errors import RunStopped
 
 
@@ -42,10 +44,9 @@ def parse_grid(specs: Sequence[str]) -> tuple[dict[str, float], ...]:
     """--grid values ["lr_actor=1e-4,3e-4", "noise_scale=0.1,0.15"] -> the Cartesian product as dicts."""
     axes: list[tuple[str, list[float]]] = []
     for spec in specs:
-        if "=" not in spec:
-            raise ConfigError(f"--grid '{spec}' is not of the form key=v1,v2,...")
-        key, values = spec.split("=", 1)
-        key = key.strip()
+        key, values = split_assignment(spec, "--grid", "key=v1,v2,...")
+        if key in dict(axes):
+            raise ConfigError(f"--grid '{key}' is given twice; list all its values in one --grid {key}=v1,v2,...")
         if key not in HPARAM_FIELDS:
             raise ConfigError(
                 f"--grid key '{key}' cannot be swept in one program (it changes shapes or is not a "
