@@ -109,7 +109,7 @@ class Config:
     physics: str = setting("fast", "MJX physics profile (envs/physics.py)", one_of(_physics_profiles))
     num_envs: int = setting(20, "environments stepped per iteration", at_least(1))
     total_iterations: int = setting(
-        1_500_000, "iterations after the warm-up (spec §5: the reference's 1.5M updates exclude it)", at_least(1))
+        1_500_000, "iterations after the warm-up (as the reference counts its 1.5M updates)", at_least(1))
     updates_per_iteration: int = setting(1, "gradient updates per iteration", at_least(1))
     warmup_steps: int = setting(30_000, "uniform random transitions before the first update", at_least(0))
     buffer_capacity: int = setting(1_000_000, "replay buffer size in transitions, per run", at_least(1))
@@ -136,7 +136,7 @@ class Config:
     lr_actor: float = setting(1e-4, "Adam step size of the noise network", positive, traced=True)
     lr_critic: float = setting(1e-4, "Adam step size of both critics", positive, traced=True)
     lr_alpha: float = setting(3e-2, "Adam step size of log_alpha", positive, traced=True)
-    reward_scale: float = setting(0.2, "factor on r in the critic target (spec §3)", positive, traced=True)
+    reward_scale: float = setting(0.2, "factor on r in the critic target", positive, traced=True)
     gamma: float = setting(0.99, "discount", within(0.0, 1.0), traced=True)
     tau: float = setting(0.005, "Polyak rate of the target critics", within(0.0, 1.0, low_open=True), traced=True)
     policy_delay: int = setting(2, "critic updates per actor and target update", at_least(1))
@@ -259,7 +259,7 @@ def validate(cfg: Config) -> Config:
 
 
 def describe() -> str:
-    """Every config key with its kind, default and doc, one per line (for `--help` and the README)."""
+    """Every config key with its kind, default and doc, one per line (the epilog of `mjx-dacer train --help`)."""
     lines = []
     for name, f in _FIELDS.items():
         default = list(f.default) if isinstance(f.default, tuple) else f.default

@@ -19,7 +19,7 @@ import sys
 from typing import Sequence
 
 from mjx_dacer.cli import bench, evaluate, train
-from mjx_dacer.config import HPARAM_FIELDS, ConfigError, error_line
+from mjx_dacer.config import HPARAM_FIELDS, ConfigError, describe, error_line
 from mjx_dacer.errors import CheckpointError, RunStopped
 
 EXIT_USAGE = 2
@@ -34,6 +34,10 @@ EPILOG = """examples:
   mjx-dacer eval runs/humanoid --episodes 10 --backend both --video humanoid.mp4
   mjx-dacer bench gmm
 """
+
+
+CONFIG_KEYS = "config keys (--set KEY=VALUE; traced keys can also be swept with --grid):\n" + "\n".join(
+    f"  {line}" for line in describe().splitlines())
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -51,6 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Train DACER. All seeds run as one vmapped program; the host only reports between "
                     "chunks of eval_interval iterations. Writes config.yaml, metrics.csv, TensorBoard "
                     "events (tb/), curves.png, summary.md, checkpoints/ and policy.msgpack to the run directory.",
+        epilog=CONFIG_KEYS, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     train.add_arguments(train_parser)
     train_parser.set_defaults(func=train.train)
@@ -59,6 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
         "sweep", help="grid search over hyperparameters x seeds in one vmapped program",
         description="Grid search: every grid point x seed runs in one vmapped program. Only "
                     f"shape-free hyperparameters can be swept: {', '.join(HPARAM_FIELDS)}.",
+        epilog=CONFIG_KEYS, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     train.add_arguments(sweep_parser)
     sweep_parser.add_argument("--grid", action="append", default=[], required=True, metavar="KEY=V1,V2,...",
