@@ -29,18 +29,12 @@ class Hopper(planar.PlanarWalker):
     physics_profiles = {"faithful": (), "fast": physics_lib.solver_caps(4, 8)}
 
     @dataclasses.dataclass(frozen=True)
-    class Options(base.MujocoOptions):
+    class Options(planar.PlanarWalker.Options):
         """Gymnasium's Hopper-v5 arguments, with its defaults."""
 
-        forward_reward_weight: float = 1.0
-        ctrl_cost_weight: float = 1e-3
-        healthy_reward: float = 1.0
-        terminate_when_unhealthy: bool = True
         healthy_state_range: tuple[float, float] = (-100.0, 100.0)
         healthy_z_range: tuple[float, float] = (0.7, float("inf"))
         healthy_angle_range: tuple[float, float] = (-0.2, 0.2)
-        reset_noise_scale: float = 5e-3
-        exclude_current_positions_from_observation: bool = True
 
     def is_healthy(self, data):
         opts = self.options

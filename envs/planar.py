@@ -6,6 +6,8 @@ in their model, their health ranges and their default options.
 
 from __future__ import annotations
 
+import dataclasses
+
 import jax.numpy as jnp
 
 from mjx_dacer.envs import base
@@ -14,9 +16,19 @@ from mjx_dacer.envs import base
 class PlanarWalker(base.MujocoTask):
     """A MujocoTask with Gymnasium's planar-walker observation and reward; subclasses define `is_healthy`.
 
-    Its ``Options`` have forward_reward_weight, ctrl_cost_weight, healthy_reward,
-    terminate_when_unhealthy and exclude_current_positions_from_observation.
+    Subclasses extend ``Options`` with their health ranges.
     """
+
+    @dataclasses.dataclass(frozen=True)
+    class Options(base.MujocoOptions):
+        """The arguments Gymnasium's Hopper-v5 and Walker2d-v5 share, with their (equal) defaults."""
+
+        forward_reward_weight: float = 1.0
+        ctrl_cost_weight: float = 1e-3
+        healthy_reward: float = 1.0
+        terminate_when_unhealthy: bool = True
+        reset_noise_scale: float = 5e-3
+        exclude_current_positions_from_observation: bool = True
 
     def observation(self, data):
         """qpos[1:] (or all of qpos), then clip(qvel, -10, 10)."""

@@ -28,17 +28,11 @@ class Walker2d(planar.PlanarWalker):
     physics_profiles = {"faithful": (), "fast": physics_lib.solver_caps(4, 8)}
 
     @dataclasses.dataclass(frozen=True)
-    class Options(base.MujocoOptions):
+    class Options(planar.PlanarWalker.Options):
         """Gymnasium's Walker2d-v5 arguments, with its defaults."""
 
-        forward_reward_weight: float = 1.0
-        ctrl_cost_weight: float = 1e-3
-        healthy_reward: float = 1.0
-        terminate_when_unhealthy: bool = True
         healthy_z_range: tuple[float, float] = (0.8, 2.0)
         healthy_angle_range: tuple[float, float] = (-1.0, 1.0)
-        reset_noise_scale: float = 5e-3
-        exclude_current_positions_from_observation: bool = True
 
     def is_healthy(self, data):
         opts = self.options

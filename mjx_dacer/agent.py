@@ -10,8 +10,9 @@ Contract on the state returned by `init`: a pytree whose leaves may gain a
 leading vmap axis per run, except `step` (int32 scalar, updates done), which
 is the same for every seed and grid point and so stays unbatched: keeping
 it out of the vmap keeps `lax.cond`s on it (policy delay, entropy interval)
-real branches. Every floating-point leaf is learned: the divergence guard
-checks them all for non-finite values.
+real branches. The divergence guard checks every floating-point leaf of
+the state (parameters, optimiser moments, running statistics) for
+non-finite values, besides the update's metrics.
 """
 
 from __future__ import annotations

@@ -35,7 +35,7 @@ from mjx_dacer.artifact_io import checksums
 from mjx_dacer.errors import CheckpointError
 
 
-FORMAT_VERSION = 2  # 1: the pytree itself (no zero-size leaves); 2: non-empty leaves by index
+FORMAT_VERSION = 3  # 1: the pytree itself (no zero-size leaves); 2: non-empty leaves by index; 3: + TrainState.frozen
 
 
 def _leaf_key(index: int) -> str:

@@ -85,13 +85,18 @@ class RunDir:
     def create(cls, path: str | pathlib.Path, config: Config, spec: RunSpec) -> "RunDir":
         """A new run directory holding config.yaml; `path` must be absent or an empty directory."""
         path = pathlib.Path(path)
-        if path.exists() and (not path.is_dir() or any(path.iterdir())):
-            raise ConfigError(f"{path} already exists and is not an empty directory; choose another run directory")
+        cls.check_new(path)
         path.mkdir(parents=True, exist_ok=True)
         run_dir = cls(path)
         resolved = {**to_dict(config), "seeds": list(spec.seeds), "grid": [dict(g) for g in spec.grid]}
         run_dir.config.write_text(yaml.safe_dump(resolved, sort_keys=False))
         return run_dir
+
+    @staticmethod
+    def check_new(path: pathlib.Path) -> None:
+        """Raises ConfigError unless `path` is absent or an empty directory (nothing is ever overwritten)."""
+        if path.exists() and (not path.is_dir() or any(path.iterdir())):
+            raise ConfigError(f"{path} already exists and is not an empty directory; choose another run directory")
 
     @classmethod
     def open(cls, path: str | pathlib.Path) -> tuple["RunDir", Config, RunSpec]:

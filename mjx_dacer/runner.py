@@ -340,8 +340,7 @@ def run(
         seed_list = tuple(range(seeds)) if isinstance(seeds, int) else tuple(seeds)
         spec = RunSpec(grid=tuple(dict(g) for g in grid) or ({},), seeds=seed_list)
         spec.validate(config)  # every grid point, before anything is written
-        if out.exists() and (not out.is_dir() or any(out.iterdir())):
-            raise ConfigError(f"{out} already exists and is not an empty directory; choose another run directory")
+        RunDir.check_new(out)  # before the program is built
     runner = Runner(config, spec, out, progress=progress_fn, on_divergence=on_divergence)
     runner.run(resume=resume)
     return runner.metric_rows

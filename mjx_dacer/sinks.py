@@ -153,7 +153,7 @@ class ProgressSink:
     def write(self, r: ChunkResult) -> None:
         live = [row for row in r.rows if not row["frozen"]]
         returns = np.array([row["eval_return"] for row in live] or [math.nan])
-        alpha = np.mean([row["alpha"] for row in live]) if live else math.nan
+        alpha = np.mean([row.get("alpha", math.nan) for row in live]) if live else math.nan
         self.progress(
             f"[{r.chunk}/{r.num_chunks}] iter {r.iteration}/{self.total_iterations}"
             f"{' (warm-up)' if r.warmup else ''} env steps {r.env_steps} | "

@@ -3,7 +3,8 @@
 One iteration (DACER_SPEC §5) = step `num_envs` environments once with
 behaviour actions (uniform random while the buffer holds fewer than
 `warmup_steps` transitions), store the transitions, then run
-`updates_per_iteration` DACER updates on uniformly sampled batches (none
+`updates_per_iteration` agent updates (DACER unless another
+`mjx_dacer.agent.Agent` is given) on uniformly sampled batches (none
 during the warm-up). A chunk is a run of iterations as one `lax.scan`
 followed by deterministic evaluation episodes, all on the device: first the
 `Config.warmup_iterations` of the warm-up (its evaluation is the untrained

@@ -153,7 +153,7 @@ def test_behaviour_noise_scales_with_alpha_and_lambda():
     assert bool(jnp.all(jnp.abs(a) <= 1))
 
 
-def test_from_config_uses_config_values():
+def test_agent_reads_the_static_fields_of_its_config():
     cfg = Config().replace(hidden_sizes=[64, 64], diffusion_steps=10, noise_scale=0.15)
     agent = DACER(cfg, 11, 3)
     assert agent.policy_net.hidden_sizes == (64, 64) and agent.config.diffusion_steps == 10

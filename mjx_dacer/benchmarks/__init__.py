@@ -1,1 +1,1 @@
-"""One module per benchmark; see ``mjx_dacer.bench``."""
+"""One module per benchmark; see ``mjx_dacer.cli.bench``."""
