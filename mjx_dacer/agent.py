@@ -55,3 +55,10 @@ class Agent(Protocol):
         The metric names and shapes must not depend on the data: the program
         traces them once to fill iterations without updates (the warm-up).
         """
+
+    def policy_export(self, state: AgentState, hparams: HParams) -> dict[str, Any]:
+        """What `mjx_dacer.policy.save_policy` stores of the policy, as its keyword arguments.
+
+        Picks fields only (no computation), so it works on a batched state and
+        HParams alike; the runner calls it on the whole run axis.
+        """

@@ -138,6 +138,10 @@ class DACER:
         """Evaluation actions: the reverse chain's a0. obs (N, S) -> (N, A)."""
         return self.deterministic_action(state.policy_params, obs, key)
 
+    def policy_export(self, state: DacerState, hparams: HParams) -> dict[str, Any]:
+        """The noise network, log_alpha and lambda of each run: what policy.msgpack holds (Eq. 16 needs all three)."""
+        return {"policy_params": state.policy_params, "log_alpha": state.log_alpha, "noise_scale": hparams.noise_scale}
+
     def estimate_entropy(
         self,
         policy_params: Params,

@@ -118,11 +118,12 @@ class Runner:
         iteration = self.program.iterations_after(chunks_done)
         self._saved = (chunks_done, iteration)
         # The policy alone, next to the checkpoint: small and independent of the buffer.
+        # Each run's own hyperparameters: a sweep may vary noise_scale.
+        policy = jax.device_get(self.program.agent.policy_export(ts.agent, self.hparams))
         save_policy(
-            self.run_dir.policy, self.config, jax.device_get(ts.agent.policy_params),
-            jax.device_get(ts.agent.log_alpha), self.spec.labels, [s for _, s in self.spec.entries], iteration,
-            noise_scale=jax.device_get(self.hparams.noise_scale),  # per run: a sweep may vary it
-            obs_size=self.program.env.observation_size, action_size=self.program.env.action_size,
+            self.run_dir.policy, self.config, labels=self.spec.labels, seeds=[s for _, s in self.spec.entries],
+            iteration=iteration, obs_size=self.program.env.observation_size,
+            action_size=self.program.env.action_size, **policy,
         )
         self.progress(f"checkpoint {chunks_done}: {size / 2**20:,.1f} MiB in {seconds:.1f} s "
                       f"({checkpointer.directory})")
