@@ -56,6 +56,9 @@ class Agent(Protocol):
         traces them once to fill iterations without updates (the warm-up).
         """
 
+    def exported_action(self, export: dict[str, Any], obs: jax.Array, key: jax.Array, deterministic: bool) -> jax.Array:
+        """Actions from one run's `policy_export` (no batch axis): eval_action's if deterministic, else behaviour's."""
+
     def policy_export(self, state: AgentState, hparams: HParams) -> dict[str, Any]:
         """What `mjx_dacer.policy.save_policy` stores of the policy, as its keyword arguments.
 

@@ -85,6 +85,12 @@ def _activations() -> tuple[str, ...]:
     return tuple(ACTIVATION_FNS)
 
 
+def _algorithms() -> tuple[str, ...]:
+    from mjx_dacer.agents import names
+
+    return names()
+
+
 def _physics_profiles() -> tuple[str, ...]:
     from mjx_dacer.envs.physics import PROFILES
 
@@ -104,6 +110,7 @@ def setting(default: Any, doc: str, check: Check | None = None, *, traced: bool 
 class Config:
     """Everything one run needs. Key names are part of the public interface."""
 
+    algo: str = setting("dacer", "the algorithm (mjx_dacer.agents.names())", one_of(_algorithms))
     # Task and data collection (spec §5).
     env: str = setting("Hopper-v5", "task name (mjx_dacer.envs.names())")
     physics: str = setting("fast", "MJX physics profile (envs/physics.py)", one_of(_physics_profiles))

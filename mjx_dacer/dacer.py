@@ -27,6 +27,7 @@ from mjx_dacer.buffer import Transition
 from mjx_dacer.config import Config, HParams
 from mjx_dacer.gmm import gmm_entropy
 from mjx_dacer.networks import NoisePredictor, TwinCritic
+from mjx_dacer.optim import adam, adam_step
 
 Params = Any
 
@@ -46,17 +47,6 @@ class DacerState:
     entropy: jax.Array  # scalar: the latest H_hat (Eq. 15), 0 before the first estimate
     actor_loss: jax.Array  # scalar: the latest actor loss (the actor updates every policy_delay)
     step: jax.Array  # int32 scalar: number of updates done
-
-
-# Adam without a step size: the (possibly vmapped) learning rates from HParams
-# are applied by `_adam_step`, so one compiled program serves a whole grid.
-_adam = optax.scale_by_adam()
-
-
-def _adam_step(params: Params, grads: Params, opt_state: optax.OptState, lr: jax.Array):
-    updates, opt_state = _adam.update(grads, opt_state, params)
-    params = jax.tree.map(lambda p, u: p - lr * u, params, updates)
-    return params, opt_state
 
 
 @dataclasses.dataclass(frozen=True)
@@ -96,9 +86,9 @@ class DACER:
             policy_params=policy_params,
             critic_params=critic_params,
             target_critic_params=critic_params,
-            policy_opt_state=_adam.init(policy_params),
-            critic_opt_state=_adam.init(critic_params),
-            alpha_opt_state=_adam.init(log_alpha),
+            policy_opt_state=adam.init(policy_params),
+            critic_opt_state=adam.init(critic_params),
+            alpha_opt_state=adam.init(log_alpha),
             log_alpha=log_alpha,
             sigma_bound=jnp.zeros(2, jnp.float32),
             entropy=jnp.float32(0.0),
@@ -141,6 +131,12 @@ class DACER:
     def policy_export(self, state: DacerState, hparams: HParams) -> dict[str, Any]:
         """The noise network, log_alpha and lambda of each run: what policy.msgpack holds (Eq. 16 needs all three)."""
         return {"policy_params": state.policy_params, "log_alpha": state.log_alpha, "noise_scale": hparams.noise_scale}
+
+    def exported_action(self, export: dict[str, Any], obs: jax.Array, key: jax.Array, deterministic: bool) -> jax.Array:
+        """a0 of the chain, plus Eq. 16's noise unless deterministic, from a run's `policy_export`."""
+        if deterministic:
+            return self.deterministic_action(export["policy_params"], obs, key)
+        return self.noisy_action(export["policy_params"], obs, key, export["log_alpha"], export["noise_scale"])
 
     def estimate_entropy(
         self,
@@ -192,7 +188,7 @@ class DACER:
         (critic_loss, (sigma_bound, mu, sigma)), critic_grads = jax.value_and_grad(losses.critic_loss, has_aux=True)(
             state.critic_params, critic_fn, y, y_sample, state.sigma_bound, state.step == 0
         )
-        critic_params, critic_opt_state = _adam_step(
+        critic_params, critic_opt_state = adam_step(
             state.critic_params, critic_grads, state.critic_opt_state, hparams.lr_critic
         )
 
@@ -203,7 +199,7 @@ class DACER:
                 lambda p: self.noisy_action(p, batch.obs, k_actor, jax.lax.stop_gradient(state.log_alpha), noise_scale),
                 lambda a: self.critic_net.apply(state.critic_params, batch.obs, a)[0],
             )
-            params, opt_state = _adam_step(state.policy_params, grads, state.policy_opt_state, hparams.lr_actor)
+            params, opt_state = adam_step(state.policy_params, grads, state.policy_opt_state, hparams.lr_actor)
             targets = optax.incremental_update(critic_params, state.target_critic_params, hparams.tau)
             return params, opt_state, targets, loss
 
@@ -218,7 +214,7 @@ class DACER:
         def alpha_step(_):
             entropy = self.estimate_entropy(state.policy_params, batch.obs, k_entropy, state.log_alpha, noise_scale)
             grad = jax.grad(losses.alpha_loss)(state.log_alpha, entropy, self.target_entropy(hparams))
-            log_alpha, opt_state = _adam_step(state.log_alpha, grad, state.alpha_opt_state, hparams.lr_alpha)
+            log_alpha, opt_state = adam_step(state.log_alpha, grad, state.alpha_opt_state, hparams.lr_alpha)
             return log_alpha, opt_state, entropy
 
         def alpha_skip(_):

@@ -1,4 +1,5 @@
-"""DACER's losses as pure functions (DACER_SPEC §2-4); `DACER.update` composes them.
+"""The algorithms' losses as pure functions: DACER's (DACER_SPEC §2-4), composed by
+`DACER.update`, and SAC's, composed by `SAC.update`.
 
 Each function takes parameters first, so `jax.value_and_grad` differentiates
 it directly, and networks as callables, so the losses know nothing of flax.
@@ -123,3 +124,66 @@ def alpha_loss(log_alpha: jax.Array, entropy: jax.Array, target_entropy: jax.Arr
     estimated entropy H_hat (Eq. 15) lies below the target and shrinks above it.
     """
     return -log_alpha * (target_entropy - sg(entropy))
+
+
+# -------------------------------------------- SAC (Haarnoja et al. 2018, with automatic alpha)
+def tanh_gaussian_sample(
+    mean: jax.Array, log_std: jax.Array, key: jax.Array
+) -> tuple[jax.Array, jax.Array]:
+    """A reparameterised sample a = tanh(u), u ~ N(mean, std^2), and log pi(a|s).
+
+    log pi(a|s) = sum_i [log N(u_i; mean_i, std_i) - log(1 - tanh(u_i)^2)], with
+    log(1 - tanh(u)^2) = 2 (log 2 - u - softplus(-2u)), stable for large |u|.
+
+    Args: mean, log_std: (N, A). Returns: (actions (N, A) in (-1, 1), log_prob (N,)).
+    """
+    std = jnp.exp(log_std)
+    noise = jax.random.normal(key, mean.shape)
+    u = mean + std * noise
+    gaussian = -0.5 * noise**2 - log_std - 0.5 * jnp.log(2.0 * jnp.pi)
+    squash = 2.0 * (jnp.log(2.0) - u - jax.nn.softplus(-2.0 * u))
+    return jnp.tanh(u), jnp.sum(gaussian - squash, axis=-1)
+
+
+def soft_q_targets(
+    q_next: jax.Array,
+    log_prob_next: jax.Array,
+    reward: jax.Array,
+    terminated: jax.Array,
+    alpha: jax.Array,
+    reward_scale: jax.Array,
+    gamma: jax.Array,
+) -> jax.Array:
+    """y = reward_scale * r + gamma * (1 - terminated) * (min_j Q'_j(s', a') - alpha * log pi(a'|s')).
+
+    Args: q_next: (2, N) target critics at (s', a'), a' ~ pi(.|s'); log_prob_next, reward, terminated: (N,).
+    Returns: (N,), gradients stopped. Truncated episodes still bootstrap.
+    """
+    soft_value = jnp.min(q_next, axis=0) - alpha * log_prob_next
+    return sg(reward_scale * reward + gamma * (1.0 - terminated) * soft_value)
+
+
+def q_loss(critic_params: Params, q_fn: Callable[[Params], jax.Array], y: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Sum over the twin critics of 0.5 * mean (Q_j(s, a) - y)^2. q_fn: params -> (2, N). Returns (loss, Q)."""
+    q = q_fn(critic_params)
+    return jnp.sum(0.5 * jnp.mean((q - y) ** 2, axis=-1)), q
+
+
+def sac_actor_loss(
+    policy_params: Params,
+    sample_fn: Callable[[Params], tuple[jax.Array, jax.Array]],
+    q_fn: Callable[[jax.Array], jax.Array],
+    alpha: jax.Array,
+) -> tuple[jax.Array, jax.Array]:
+    """mean over the batch of alpha * log pi(a|s) - min_j Q_j(s, a), a ~ pi(.|s) reparameterised.
+
+    sample_fn: params -> (actions (N, A), log_prob (N,)); q_fn: actions -> (2, N).
+    Returns: (loss, log_prob (N,)).
+    """
+    action, log_prob = sample_fn(policy_params)
+    return jnp.mean(alpha * log_prob - jnp.min(q_fn(action), axis=0)), log_prob
+
+
+def sac_alpha_loss(log_alpha: jax.Array, log_prob: jax.Array, target_entropy: jax.Array) -> jax.Array:
+    """-log_alpha * mean(log pi + H_target): alpha grows while the policy's entropy -E[log pi] is below the target."""
+    return -log_alpha * jnp.mean(sg(log_prob) + target_entropy)

@@ -131,3 +131,48 @@ class TwinCritic(nn.Module):
             axis_size=2,
         )
         return twin(self.hidden_sizes, self.activation)(obs, action)
+
+
+# ------------------------------------------------------------ SAC's networks
+LOG_STD_MIN, LOG_STD_MAX = -20.0, 0.5  # DACER_SPEC §9: the baselines' log-std range
+
+
+class TanhGaussianPolicy(nn.Module):
+    """pi(a|s) = tanh(N(mean(s), std(s)^2)) of the maximum-entropy baselines (SAC, DSAC-T)."""
+
+    action_size: int
+    hidden_sizes: Sequence[int] = (256, 256, 256)
+    activation: str = "gelu"
+
+    @nn.compact
+    def __call__(self, obs: jax.Array) -> tuple[jax.Array, jax.Array]:
+        """obs (B, S) -> (mean (B, A), log_std (B, A) clipped to [LOG_STD_MIN, LOG_STD_MAX]) before the tanh."""
+        out = MLP(self.hidden_sizes, 2 * self.action_size, self.activation)(obs)
+        mean, log_std = jnp.split(out, 2, axis=-1)
+        return mean, jnp.clip(log_std, LOG_STD_MIN, LOG_STD_MAX)
+
+
+class QCritic(nn.Module):
+    """One action value Q(s, a)."""
+
+    hidden_sizes: Sequence[int] = (256, 256, 256)
+    activation: str = "gelu"
+
+    @nn.compact
+    def __call__(self, obs: jax.Array, action: jax.Array) -> jax.Array:
+        """obs (B, S), action (B, A) -> Q (B,)."""
+        return MLP(self.hidden_sizes, 1, self.activation)(jnp.concatenate([obs, action], axis=-1))[..., 0]
+
+
+class TwinQ(nn.Module):
+    """Two independently initialised Q critics, parameters stacked on a leading axis of 2 (as `TwinCritic`)."""
+
+    hidden_sizes: Sequence[int] = (256, 256, 256)
+    activation: str = "gelu"
+
+    @nn.compact
+    def __call__(self, obs: jax.Array, action: jax.Array) -> jax.Array:
+        """obs (B, S), action (B, A) -> Q (2, B)."""
+        twin = nn.vmap(QCritic, variable_axes={"params": 0}, split_rngs={"params": True}, in_axes=None,
+                       out_axes=0, axis_size=2)
+        return twin(self.hidden_sizes, self.activation)(obs, action)

@@ -27,7 +27,8 @@ whose body holds::
     labels          [str]    grid point label of each run
     seeds           [int]    seed of each run
     iteration       int      training iterations done when it was written (counted after the warm-up)
-    policy_params   pytree   the NoisePredictor's params, every leaf with leading axis B
+    policy_params   pytree   the policy network's params (DACER: the NoisePredictor; SAC: the actor;
+                             config.algo names it), every leaf with leading axis B
     log_alpha       (B,)     float32
     noise_scale     (B,)     float32, lambda of Eq. 16 of each run, as trained (grid searches may sweep it)
 
@@ -50,7 +51,7 @@ from flax import serialization
 
 from mjx_dacer.artifact_io import checksums, write_atomically
 from mjx_dacer.config import Config, from_dict, to_dict
-from mjx_dacer.dacer import DACER
+from mjx_dacer.agents import make_agent
 from mjx_dacer.errors import PolicyFileError
 from mjx_dacer.policy_runtime import Policy, PolicyParams, policy_action
 
@@ -83,7 +84,7 @@ def save_policy(
     Args:
       path: the file to (over)write, e.g. ``RUN_DIR / "policy.msgpack"``.
       config: the run's Config.
-      policy_params: NoisePredictor params, every leaf with leading axis B.
+      policy_params: the policy network's params (config.algo's), every leaf with leading axis B.
       log_alpha: (B,) log of the entropy regulator's alpha.
       labels, seeds: B grid point labels and seeds (the runner's entry order).
       iteration: training iterations done (counted after the warm-up).
@@ -126,7 +127,7 @@ def save_policy(
 
 def _check_params(config: Config, obs_size: int, action_size: int, params: Params) -> None:
     """The params (one run) must have exactly the shapes the config's network has for (S, A)."""
-    agent = DACER(config, obs_size, action_size)
+    agent = make_agent(config, obs_size, action_size)
     expected = jax.eval_shape(agent.init, jax.random.PRNGKey(0)).policy_params
     want = jax.tree.map(lambda x: tuple(x.shape), expected)
     try:
@@ -225,7 +226,7 @@ def load_policy(path: PathLike, run: int = 0, deterministic: bool = True, seed: 
         log_alpha=jnp.asarray(body["log_alpha"][run], jnp.float32),
         noise_scale=jnp.asarray(body["noise_scale"][run], jnp.float32),
     )
-    agent = DACER(body["config"], int(body["obs_size"]), int(body["action_size"]))  # sizes as stored
+    agent = make_agent(body["config"], int(body["obs_size"]), int(body["action_size"]))  # sizes as stored
     return Policy(
         agent=agent, params=params, config=body["config"], run=run, label=body["labels"][run],
         seed=int(body["seeds"][run]), iteration=int(body["iteration"]), num_runs=num_runs,

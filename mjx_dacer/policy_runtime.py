@@ -14,8 +14,8 @@ import jax
 import numpy as np
 from flax import struct
 
+from mjx_dacer.agent import Agent
 from mjx_dacer.config import Config
-from mjx_dacer.dacer import DACER
 
 Params = Any
 
@@ -34,15 +34,14 @@ class PolicyParams:
     noise_scale: jax.Array
 
 
-def policy_action(agent: DACER, deterministic: bool, params: PolicyParams, obs: jax.Array, key: jax.Array) -> jax.Array:
-    """Pure: obs (N, S) -> actions (N, A) in [-1, 1]; a0 of the chain, plus Eq. 16's noise unless deterministic."""
-    if deterministic:
-        return agent.deterministic_action(params.network, obs, key)
-    return agent.noisy_action(params.network, obs, key, params.log_alpha, params.noise_scale)
+def policy_action(agent: Agent, deterministic: bool, params: PolicyParams, obs: jax.Array, key: jax.Array) -> jax.Array:
+    """Pure: obs (N, S) -> actions (N, A) in [-1, 1]; for DACER a0 of the chain, plus Eq. 16's noise unless deterministic."""
+    export = {"policy_params": params.network, "log_alpha": params.log_alpha, "noise_scale": params.noise_scale}
+    return agent.exported_action(export, obs, key, deterministic)
 
 
 @functools.lru_cache(maxsize=None)
-def _compiled_step(agent: DACER, deterministic: bool):
+def _compiled_step(agent: Agent, deterministic: bool):
     """One jitted (params, obs (N, S), key) -> (actions (N, A), next key) per network structure.
 
     Cached on the (hashable, static) agent so that every Policy of one artifact
@@ -64,7 +63,7 @@ class Policy:
     reproduces the same actions.
 
     Attributes:
-      agent: the DACER structure (sizes S = obs_size, A = action_size, network widths).
+      agent: the agent structure (`config.algo`; sizes S = obs_size, A = action_size, network widths).
       params: `PolicyParams` of this run.
       config: the run's Config; env_name is config.env.
       run, num_runs, label, seed: which of the artifact's B runs this is, its grid point label
@@ -74,7 +73,7 @@ class Policy:
       key: the current PRNG key.
     """
 
-    def __init__(self, agent: DACER, params: PolicyParams, config: Config, run: int, label: str, seed: int,
+    def __init__(self, agent: Agent, params: PolicyParams, config: Config, run: int, label: str, seed: int,
                  iteration: int, num_runs: int, deterministic: bool = True, key_seed: int = 0):
         self.agent = agent
         self.params = params

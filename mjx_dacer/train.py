@@ -3,8 +3,8 @@
 One iteration (DACER_SPEC §5) = step `num_envs` environments once with
 behaviour actions (uniform random while the buffer holds fewer than
 `warmup_steps` transitions), store the transitions, then run
-`updates_per_iteration` agent updates (DACER unless another
-`mjx_dacer.agent.Agent` is given) on uniformly sampled batches (none
+`updates_per_iteration` updates of the agent (`config.algo`: DACER or a
+baseline, see `mjx_dacer.agents`) on uniformly sampled batches (none
 during the warm-up). A chunk is a run of iterations as one `lax.scan`
 followed by deterministic evaluation episodes, all on the device: first the
 `Config.warmup_iterations` of the warm-up (its evaluation is the untrained
@@ -33,8 +33,8 @@ from flax import struct
 from mjx_dacer import buffer as replay
 from mjx_dacer import envs
 from mjx_dacer.agent import Agent, AgentState
+from mjx_dacer.agents import make_agent
 from mjx_dacer.config import Config, HParams
-from mjx_dacer.dacer import DACER
 from mjx_dacer.evaluate import evaluate
 from mjx_dacer.envs.wrappers import TrainingWrapper
 
@@ -350,9 +350,9 @@ class TrainProgram:
 
 
 def make_train(config: Config, env=None, agent: Agent | None = None) -> TrainProgram:
-    """Build the training program for `config` (env made from `config.env`, DACER as the agent, unless given)."""
+    """Build the training program for `config` (env from `config.env`, agent from `config.algo`, unless given)."""
     if env is None:
         env = envs.make(config.env, physics=config.physics)
     if agent is None:
-        agent = DACER(config, env.observation_size, env.action_size)
+        agent = make_agent(config, env.observation_size, env.action_size)
     return TrainProgram(config=config, env=env, agent=agent)

@@ -21,6 +21,10 @@ from mjx_dacer.errors import RunStopped
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    from mjx_dacer import agents
+
+    p.add_argument("--algo", choices=agents.names(), help="algorithm (default: the config's, dacer); a baseline "
+                   "also takes the paper's Table 2 settings over the task's preset (--set still wins)")
     p.add_argument("--env", help="task name, e.g. Hopper-v5 (default: the config's env; "
                    "its preset configs/<task>.yaml is used when --config is not given)")
     p.add_argument("--config", help=f"YAML file or preset name ({', '.join(preset_names())})")
@@ -73,9 +77,13 @@ def _default_out(env: str) -> pathlib.Path:
 def _resolve_config(args: argparse.Namespace):
     from mjx_dacer import envs
 
+    from mjx_dacer import agents
+
     overrides = parse_overrides(args.overrides)
     if args.env is not None:
         overrides["env"] = args.env
+    if args.algo is not None:
+        overrides = {**agents.defaults(args.algo), "algo": args.algo, **overrides}
     path = args.config
     if path is None and args.env is not None:
         path = envs.preset(args.env)  # a task's own preset carries the paper's Table 3 values for it
@@ -112,7 +120,7 @@ def _resume_target(args: argparse.Namespace, grid_specs: Sequence[str]):
     if not stored_dir.has_checkpoint():
         raise ConfigError(f"--resume {run_dir}: the run stopped before its first checkpoint; start it again with "
                           "--overwrite (or lower checkpoint_interval)")
-    if args.env is not None or args.config is not None or args.overrides:
+    if args.env is not None or args.config is not None or args.overrides or args.algo is not None:
         given = to_dict(_resolve_config(args))
         stored = to_dict(config)
         diff = [k for k in stored if stored[k] != given[k]]

@@ -1,0 +1,42 @@
+"""Algorithm names -> agents: `make_agent(config, obs_size, action_size)`, and each one's default settings.
+
+`Config.algo` picks the agent; every agent implements `mjx_dacer.agent.Agent`,
+so the training program, buffer, evaluation, checkpoints and the runner are
+the same for all of them. `defaults(algo)` is what `mjx-dacer train --algo
+NAME` layers over a task's preset (and under `--set`): for the baselines, the
+paper's Table 2 settings (DACER_SPEC §9); DACER's own are the presets.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from mjx_dacer.config import Config
+
+# name -> (module, class, settings layered over a task's preset)
+_AGENTS: dict[str, tuple[str, str, dict[str, Any]]] = {
+    "dacer": ("mjx_dacer.dacer", "DACER", {}),
+    # Table 2 / DACER_SPEC §9, shared by every task: 3 x 256 GeLU networks, 30k warm-up,
+    # alpha0 0.272 with step size 3e-4, H_target = -dim(A).
+    "sac": ("mjx_dacer.sac", "SAC", {
+        "hidden_sizes": [256, 256, 256], "critic_hidden_sizes": [256, 256, 256], "activation": "gelu",
+        "critic_activation": "gelu", "warmup_steps": 30_000, "initial_alpha": 0.272, "lr_alpha": 3e-4,
+        "target_entropy_factor": 1.0,
+    }),
+}
+
+
+def names() -> tuple[str, ...]:
+    return tuple(_AGENTS)
+
+
+def defaults(algo: str) -> dict[str, Any]:
+    """The config values `--algo algo` sets over a task's preset (a copy)."""
+    return dict(_AGENTS[algo][2])
+
+
+def make_agent(config: Config, obs_size: int, action_size: int):
+    """The agent `config.algo` names, for a task with these sizes."""
+    module, cls, _ = _AGENTS[config.algo]
+    return getattr(importlib.import_module(module), cls)(config, obs_size, action_size)
