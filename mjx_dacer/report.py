@@ -1,16 +1,26 @@
-"""Run outputs: metrics.csv rows, learning curves (mean and 95% CI over seeds), summary.md."""
+"""Run outputs: metrics.csv rows, learning curves (mean and 95% CI over seeds), summary.md;
+and across run directories: the paper's Table 1 and curves per task (`mjx-dacer table`, `mjx-dacer plot`).
+
+The functions across runs read run directories only (config.yaml, metrics.csv);
+they never import the runner.
+"""
 
 from __future__ import annotations
 
 import csv
+import dataclasses
 import math
 import pathlib
 from collections import defaultdict
-from typing import Iterable, Sequence
+from typing import Iterable, Mapping, Sequence
 
 import numpy as np
+import yaml
 
+from mjx_dacer import paper
+from mjx_dacer.config import ConfigError
 from mjx_dacer.evaluate import final_performance
+from mjx_dacer.rundir import RunDir
 
 # Columns that identify a row; the rest are metrics.
 ID_COLUMNS = ("run", "label", "seed", "iteration", "env_steps")
@@ -107,3 +117,347 @@ def summary_markdown(rows: Sequence[dict], total_iterations: int, title: str) ->
             f"{int(iters[-1])} | {int(steps[-1])} |"
         )
     return "\n".join(lines) + "\n"
+
+
+# ------------------------------------------------------------------ across run directories
+DEFAULT_ALGO = "dacer"  # a run whose config.yaml has no `algo` key
+ALGO_NAMES = {"dacer": "DACER", "sac": "SAC", "dsac": "DSAC", "dsac-t": "DSAC-T", "dsac_t": "DSAC-T",
+              "dsact": "DSAC-T", "td3": "TD3", "ddpg": "DDPG", "trpo": "TRPO", "ppo": "PPO"}
+TABLE_FORMATS = ("markdown", "latex")
+X_AXES = ("iterations", "env_steps")
+BOOTSTRAP_RESAMPLES = 1000
+BOOTSTRAP_SEED = 0
+_NEEDED_COLUMNS = ("label", "seed", "iteration", "env_steps", "eval_return")
+
+GroupKey = tuple[str, str, str]  # (task, algo, grid label), e.g. ("Hopper-v5", "dacer", "default")
+
+
+@dataclasses.dataclass(frozen=True)
+class RunResults:
+    """What `mjx-dacer table` and `plot` read of one run directory.
+
+    Attributes:
+      path: the run directory.
+      task: config.yaml's `env`, e.g. "Hopper-v5".
+      algo: config.yaml's `algo` (lower case), "dacer" when the key is absent.
+      total_iterations: config.yaml's `total_iterations` (the metric's last 10% are relative to it).
+      seed_offset: config.yaml's `seed`; the row seed s ran with PRNGKey(seed_offset + s).
+      rows: metrics.csv's evaluation rows (`read_rows`): those with a numeric eval_return (NaN included).
+    """
+
+    path: pathlib.Path
+    task: str
+    algo: str
+    total_iterations: int
+    seed_offset: int
+    rows: tuple[dict, ...]
+
+
+@dataclasses.dataclass(frozen=True)
+class SeedCurve:
+    """One seed's evaluation curve from one run directory.
+
+    Attributes:
+      source: the run directory.
+      seed: the PRNG seed (config `seed` + the row's seed): what runs are pooled by.
+      total_iterations: the run's `total_iterations`.
+      iterations, env_steps, returns: (P,) per evaluation point, in iteration order; returns are NaN
+        where the divergence guard froze the run.
+    """
+
+    source: pathlib.Path
+    seed: int
+    total_iterations: int
+    iterations: np.ndarray
+    env_steps: np.ndarray
+    returns: np.ndarray
+
+    def metric(self) -> float:
+        """The paper's Table 1 metric of this seed (`final_performance`); NaN if its window holds a NaN."""
+        return float(final_performance(self.iterations, self.returns, self.total_iterations))
+
+
+@dataclasses.dataclass(frozen=True)
+class Cell:
+    """One Table 1 entry: per_seed (n,) the finite per-seed metrics; excluded: seeds whose metric is NaN."""
+
+    per_seed: np.ndarray
+    excluded: int
+
+    @property
+    def mean(self) -> float:
+        return float(self.per_seed.mean()) if self.per_seed.size else math.nan
+
+    @property
+    def std(self) -> float:
+        """Standard deviation over seeds, ddof=0 (as summary.md)."""
+        return float(self.per_seed.std()) if self.per_seed.size else math.nan
+
+
+def open_run(path: str | pathlib.Path) -> RunResults:
+    """Read one run directory's config.yaml and metrics.csv; ConfigError (one line) if either is unusable."""
+    run_dir = RunDir(pathlib.Path(path))
+    if not run_dir.config.is_file():
+        raise ConfigError(f"{path} is not a run directory (no config.yaml); pass directories written by "
+                          "`mjx-dacer train` or `mjx-dacer sweep`")
+    try:
+        raw = yaml.safe_load(run_dir.config.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{run_dir.config} is not valid YAML ({type(e).__name__}); is {path} a run directory?") \
+            from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{run_dir.config} does not hold a config mapping; is {path} a run directory?")
+    try:
+        _, config, _ = RunDir.open(run_dir.path)
+    except ConfigError as e:
+        raise ConfigError(f"{run_dir.config}: {str(e).splitlines()[0]}") from None
+    if not run_dir.metrics.is_file():
+        raise ConfigError(f"{path} has no metrics.csv (has its first chunk finished?)")
+    with run_dir.metrics.open() as f:
+        header = next(csv.reader(f), [])
+    missing = [c for c in _NEEDED_COLUMNS if c not in header]
+    if missing:
+        raise ConfigError(f"{run_dir.metrics} lacks the column(s) {', '.join(missing)}; is it a run's metrics.csv?")
+    rows = tuple(r for r in read_rows(run_dir.metrics) if isinstance(r["eval_return"], float))
+    if not rows:
+        raise ConfigError(f"{run_dir.metrics} has no evaluation rows (no eval_return values yet)")
+    return RunResults(path=run_dir.path, task=config.env, algo=str(raw.get("algo", DEFAULT_ALGO)).lower(),
+                      total_iterations=config.total_iterations, seed_offset=config.seed, rows=rows)
+
+
+def open_runs(paths: Iterable[str | pathlib.Path]) -> list[RunResults]:
+    """`open_run` for each path, each directory once (a path given twice is read once)."""
+    seen, out = set(), []
+    for p in paths:
+        key = pathlib.Path(p).resolve()
+        if key not in seen:
+            seen.add(key)
+            out.append(open_run(p))
+    return out
+
+
+def pool_by_seed(runs: Sequence[RunResults]) -> dict[GroupKey, list[SeedCurve]]:
+    """(task, algo, grid label) -> its seeds' curves, pooled over run directories, sorted by seed.
+
+    A seed is the PRNG seed (config `seed` + metrics.csv's seed); the same seed of
+    the same group in two directories raises ConfigError (it would count twice).
+    """
+    groups: dict[GroupKey, list[SeedCurve]] = {}
+    owner: dict[tuple[GroupKey, int], pathlib.Path] = {}
+    for run in runs:
+        points: dict[tuple[str, int], dict[float, dict]] = defaultdict(dict)
+        for r in run.rows:
+            points[(str(r["label"]), int(r["seed"]))][r["iteration"]] = r  # a repeated iteration: the last row
+        for (label, s), by_iter in sorted(points.items()):
+            key, seed = (run.task, run.algo, label), run.seed_offset + s
+            if (key, seed) in owner:
+                raise ConfigError(f"seed {seed} of {run.task} / {run.algo} / {label} is in both {owner[key, seed]} "
+                                  f"and {run.path}; runs are pooled by seed, so give each run distinct seeds "
+                                  "(config key `seed` offsets them)")
+            owner[key, seed] = run.path
+            iters = sorted(by_iter)
+            groups.setdefault(key, []).append(SeedCurve(
+                source=run.path, seed=seed, total_iterations=run.total_iterations, iterations=np.array(iters),
+                env_steps=np.array([by_iter[i]["env_steps"] for i in iters]),
+                returns=np.array([by_iter[i]["eval_return"] for i in iters], dtype=float)))
+    for curves in groups.values():
+        curves.sort(key=lambda c: c.seed)
+    return groups
+
+
+def table_cell(curves: Sequence[SeedCurve]) -> Cell:
+    """The Table 1 entry of one group: each seed's metric, seeds with a NaN metric (frozen runs) left out."""
+    values = np.array([c.metric() for c in curves], dtype=float)
+    finite = values[np.isfinite(values)]
+    return Cell(per_seed=finite, excluded=int(values.size - finite.size))
+
+
+def task_order(tasks: Iterable[str]) -> list[str]:
+    """Tasks in the paper's Table 1 order (by `paper.paper_task`), then the others (MultiGoal) by name."""
+    def rank(task):
+        name = paper.paper_task(task)
+        return (paper.TASKS.index(name), task) if name else (len(paper.TASKS), task)
+    return sorted(set(tasks), key=rank)
+
+
+def _algo_rank(algo: str) -> tuple:
+    column = paper.PAPER_COLUMN.get(algo)
+    return (paper.ALGORITHMS.index(column) if column else len(paper.ALGORITHMS), algo)
+
+
+def columns(keys: Iterable[GroupKey]) -> list[tuple[str, str, str]]:
+    """(algo, grid label, heading) per column: algorithms in the paper's order, each one's labels by name
+    ("default" first); the heading names the label only when the algorithm has several."""
+    labels: dict[str, set[str]] = defaultdict(set)
+    for _, algo, label in keys:
+        labels[algo].add(label)
+    out = []
+    for algo in sorted(labels, key=_algo_rank):
+        name = ALGO_NAMES.get(algo, algo)
+        for label in sorted(labels[algo], key=lambda v: (v != "default", v)):
+            out.append((algo, label, name if len(labels[algo]) == 1 else f"{name} [{label}]"))
+    return out
+
+
+def _latex_escape(text: str) -> str:
+    specials = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
+                "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
+    return "".join(specials.get(ch, ch) for ch in text)
+
+
+def _pm(mean: float, std: float, digits: int, fmt: str) -> str:
+    if fmt == "latex":
+        return f"${mean:.{digits}f} \\pm {std:.{digits}f}$"
+    return f"{mean:.{digits}f} +- {std:.{digits}f}"
+
+
+def cell_text(cell: Cell | None, fmt: str = "markdown") -> str:
+    """'mean +- std (n seeds)' (LaTeX: with $\\pm$); '-' for no runs; NaN-excluded seeds counted."""
+    if cell is None:
+        return "-"
+    n = cell.per_seed.size
+    count = f"{n} seed{'' if n == 1 else 's'}" + (f"; {cell.excluded} NaN excluded" if cell.excluded else "")
+    value = _pm(cell.mean, cell.std, 1, fmt) if n else "-"
+    return f"{value} ({count})"
+
+
+def results_table(groups: Mapping[GroupKey, Sequence[SeedCurve]], fmt: str = "markdown",
+                  with_paper: bool = False) -> str:
+    """The paper's Table 1 for `groups` (from `pool_by_seed`): rows = tasks, columns = algorithms.
+
+    fmt: "markdown" or "latex". with_paper adds, after each algorithm's columns,
+    the paper's value (`paper.reference`; "-" where the paper has none).
+    Returns the caption line(s) and the table, ending in a newline.
+    """
+    if fmt not in TABLE_FORMATS:
+        raise ConfigError(f"unknown table format '{fmt}'; use one of {', '.join(TABLE_FORMATS)}")
+    cells = {key: table_cell(curves) for key, curves in groups.items()}
+    tasks = task_order(k[0] for k in groups)
+    cols = columns(groups)
+    headings, getters = ["task"], []
+    for i, (algo, label, heading) in enumerate(cols):
+        headings.append(heading)
+        getters.append(lambda task, a=algo, lb=label: cell_text(cells.get((task, a, lb)), fmt))
+        last_of_algo = i + 1 == len(cols) or cols[i + 1][0] != algo
+        if with_paper and last_of_algo and algo in paper.PAPER_COLUMN:
+            headings.append(f"{ALGO_NAMES.get(algo, algo)} (paper)")
+            getters.append(lambda task, a=algo: "-" if (ref := paper.reference(task, a)) is None
+                           else _pm(ref[0], ref[1], 0, fmt))
+    body = [[task] + [get(task) for get in getters] for task in tasks]
+
+    excluded = sum(c.excluded for c in cells.values())
+    caption = ("Table 1 metric: per seed, the highest evaluation return within the last 10% of iterations "
+               "(the last evaluation if none falls there); each cell: mean +- std (ddof=0) over seeds, "
+               "run directories of the same task and algorithm pooled by seed.")
+    if with_paper:
+        caption += (" Paper: DACER Table 1, Gym v3 tasks, 5 seeds, 1.5M iterations; ours: the task versions "
+                    "named in the first column.")
+    if excluded:
+        caption += (f" {excluded} seed{'' if excluded == 1 else 's'} excluded: NaN evaluation returns in the last "
+                    "10% (frozen by the divergence guard).")
+    if fmt == "markdown":
+        lines = [caption, "", "| " + " | ".join(headings) + " |", "|" + "---|" * len(headings)]
+        lines += ["| " + " | ".join(row) + " |" for row in body]
+        return "\n".join(lines) + "\n"
+    esc = _latex_escape
+    lines = [r"\begin{table}[t]", r"\centering",
+             r"\caption{" + esc(caption).replace("+- ", r"$\pm$ ") + "}",
+             r"\begin{tabular}{l" + "c" * (len(headings) - 1) + "}", r"\hline",
+             " & ".join(esc(h) for h in headings) + r" \\", r"\hline"]
+    lines += [" & ".join([esc(row[0])] + row[1:]) + r" \\" for row in body]
+    lines += [r"\hline", r"\end{tabular}", r"\end{table}"]
+    return "\n".join(lines) + "\n"
+
+
+def aligned_returns(curves: Sequence[SeedCurve], x: str = "iterations") -> tuple[np.ndarray, np.ndarray]:
+    """xs (P,) the x values (`x`: iterations or env_steps) all seeds were evaluated at; returns (S, P)."""
+    if x not in X_AXES:
+        raise ConfigError(f"unknown x axis '{x}'; use one of {', '.join(X_AXES)}")
+    per_seed = [dict(zip(getattr(c, x).tolist(), c.returns.tolist())) for c in curves]
+    xs = sorted(set.intersection(*(set(d) for d in per_seed)))
+    if not xs:
+        raise ConfigError(f"the runs in {', '.join(sorted({str(c.source) for c in curves}))} share no {x} value "
+                          "at which all were evaluated")
+    return np.array(xs), np.array([[d[v] for v in xs] for d in per_seed], dtype=float)
+
+
+def finite_mean(values: np.ndarray) -> np.ndarray:
+    """values (S, P) -> (P,) mean over the finite seeds of each point (NaN where there are none)."""
+    values = np.asarray(values, dtype=float)
+    finite = np.isfinite(values)
+    count = finite.sum(axis=0)
+    total = np.where(finite, values, 0.0).sum(axis=0)
+    return np.where(count > 0, total / np.maximum(count, 1), np.nan)
+
+
+def bootstrap_ci(values: np.ndarray, resamples: int = BOOTSTRAP_RESAMPLES, level: float = 0.95,
+                 seed: int = BOOTSTRAP_SEED) -> tuple[np.ndarray, np.ndarray]:
+    """Percentile bootstrap interval of the mean over seeds, per point.
+
+    values: (S, P) returns per seed and point; each point uses its finite seeds
+    only (a frozen run's NaN is left out). Returns (lo, hi), each (P,); NaN
+    where fewer than 2 seeds are finite. Where all S seeds are finite it equals
+
+        idx = np.random.default_rng(seed).integers(0, S, size=(resamples, S))
+        np.percentile(values[idx].mean(axis=1), [2.5, 97.5], axis=0)   # level 0.95
+    """
+    values = np.asarray(values, dtype=float)
+    _, num_points = values.shape
+    lo, hi = np.full(num_points, np.nan), np.full(num_points, np.nan)
+    finite = np.isfinite(values)
+    by_pattern: dict[tuple, list[int]] = defaultdict(list)
+    for j in range(num_points):
+        by_pattern[tuple(finite[:, j].tolist())].append(j)
+    q = [50 * (1 - level), 50 * (1 + level)]
+    for pattern, cols in by_pattern.items():
+        rows = np.flatnonzero(pattern)
+        if rows.size < 2:
+            continue
+        sub = values[np.ix_(rows, cols)]
+        idx = np.random.default_rng(seed).integers(0, rows.size, size=(resamples, rows.size))
+        lo[cols], hi[cols] = np.percentile(sub[idx].mean(axis=1), q, axis=0)
+    return lo, hi
+
+
+def plot_by_task(groups: Mapping[GroupKey, Sequence[SeedCurve]], path: pathlib.Path, x: str = "iterations"):
+    """Write a PNG with one subplot per task and one line per algorithm (and grid label, if several).
+
+    Each line is the mean over seeds with a bootstrap 95% CI of the mean as a
+    band (none for a single seed); x is iterations or env_steps.
+    Returns the matplotlib Figure (its `axes`: one per task, in `task_order`).
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    if x not in X_AXES:
+        raise ConfigError(f"unknown x axis '{x}'; use one of {', '.join(X_AXES)}")
+    tasks = task_order(k[0] for k in groups)
+    ncols = min(3, len(tasks))
+    nrows = -(-len(tasks) // ncols)
+    fig = Figure(figsize=(5.2 * ncols, 3.8 * nrows + 0.6))
+    FigureCanvasAgg(fig)
+    cols = columns(groups)
+    for i, task in enumerate(tasks):
+        ax = fig.add_subplot(nrows, ncols, i + 1)
+        for algo, label, heading in cols:
+            curves = groups.get((task, algo, label))
+            if not curves:
+                continue
+            xs, returns = aligned_returns(curves, x)
+            n = len(curves)
+            frozen = int((~np.isfinite(returns)).any(axis=1).sum())
+            note = f"{n} seed{'' if n == 1 else 's'}" + (f", {frozen} frozen" if frozen else "")
+            (line,) = ax.plot(xs, finite_mean(returns), marker="o", markersize=2.5, label=f"{heading} ({note})")
+            if n > 1:
+                lo, hi = bootstrap_ci(returns)
+                ax.fill_between(xs, lo, hi, color=line.get_color(), alpha=0.25, linewidth=0)
+        ax.set_title(task)
+        ax.set_xlabel("iterations (after the warm-up)" if x == "iterations" else "env steps (warm-up included)")
+        ax.set_ylabel("evaluation return")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.suptitle(f"Evaluation return: mean over seeds; band: bootstrap 95% CI of the mean "
+                 f"({BOOTSTRAP_RESAMPLES} resamples over seeds; no band with one seed)", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    return fig

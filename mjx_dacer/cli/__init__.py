@@ -76,6 +76,18 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_arguments(eval_parser)
     eval_parser.set_defaults(func=evaluate.run)
 
+    from mjx_dacer.cli import results  # table / plot: read run directories only
+
+    table_parser = sub.add_parser("table", help="the paper's Table 1 (Markdown or LaTeX) across run directories",
+                                  description=results.TABLE_DESCRIPTION)
+    results.add_table_arguments(table_parser)
+    table_parser.set_defaults(func=results.table)
+
+    plot_parser = sub.add_parser("plot", help="learning curves per task across run directories (PNG)",
+                                 description=results.PLOT_DESCRIPTION)
+    results.add_plot_arguments(plot_parser)
+    plot_parser.set_defaults(func=results.plot)
+
     bench_parser = sub.add_parser("bench", help="speed benchmarks (gmm, envs, train)",
                                   description=bench.__doc__.splitlines()[0])
     bench.build_parser(bench_parser)

@@ -1,0 +1,191 @@
+"""`mjx-dacer table` and `mjx-dacer plot`: Table 1 and curves across run directories, from fake run directories."""
+
+import math
+import pathlib
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import yaml
+
+from mjx_dacer import report
+from mjx_dacer.cli import main
+from mjx_dacer.config import Config, ConfigError
+from mjx_dacer.rundir import RunDir, RunSpec
+
+TOTAL = 100  # total_iterations of the fake runs: the metric's window is iterations >= 90
+
+
+def make_run(path: pathlib.Path, env: str, curves: dict, algo: str | None = None, seed: int = 0,
+             labels: tuple[str, ...] = ("default",)) -> pathlib.Path:
+    """A run directory holding config.yaml and metrics.csv.
+
+    curves: (label, seed) -> eval returns at iterations 0, 10, ..., 10 * (P - 1); num_envs 20.
+    algo: written into config.yaml's `algo`; None removes the key (an older run directory).
+    """
+    seeds = tuple(sorted({s for _, s in curves}))
+    RunDir.create(path, Config().replace(env=env, total_iterations=TOTAL, num_envs=20, seed=seed),
+                  RunSpec(grid=tuple({} if lb == "default" else {"noise_scale": float(lb.split("=")[1])}
+                                     for lb in labels), seeds=seeds))
+    raw = yaml.safe_load((path / "config.yaml").read_text())
+    raw.pop("algo", None)
+    if algo is not None:
+        raw["algo"] = algo
+    (path / "config.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+    rows = []
+    for run, ((label, s), returns) in enumerate(sorted(curves.items())):
+        for p, value in enumerate(returns):
+            rows.append({"run": run, "label": label, "seed": s, "iteration": 10 * p, "env_steps": 200 * p + 20,
+                         "eval_return": value, "eval_return_std": 1.0, "frozen": float(math.isnan(value))})
+    rows.sort(key=lambda r: (r["iteration"], r["run"]))
+    report.append_rows(path / "metrics.csv", rows)
+    return path
+
+
+def cli(*args):
+    return subprocess.run([sys.executable, "-m", "mjx_dacer.cli", *map(str, args)], capture_output=True,
+                          text=True, timeout=300)
+
+
+# Seed 0 peaks at 100 inside the window (iterations 90, 100), seed 1 at 200; the 500 at
+# iteration 50 lies outside the window and must not count.
+HOPPER = {("default", 0): [0, 500, 10, 10, 10, 10, 10, 10, 10, 100, 50],
+          ("default", 1): [0, 10, 10, 10, 10, 10, 10, 10, 10, 150, 200]}
+
+
+def test_table_matches_a_hand_computation_and_shows_the_paper(tmp_path, capsys):
+    run = make_run(tmp_path / "hopper", "Hopper-v5", HOPPER)
+    assert main(["table", str(run), "--paper"]) == 0
+    out = capsys.readouterr().out
+    lines = out.splitlines()
+    assert "highest evaluation return within the last 10% of iterations" in lines[0]
+    header = next(ln for ln in lines if ln.startswith("| task"))
+    assert header == "| task | DACER | DACER (paper) |"
+    row = next(ln for ln in lines if ln.startswith("| Hopper-v5"))
+    assert row == "| Hopper-v5 | 150.0 +- 50.0 (2 seeds) | 4104 +- 49 |"
+
+
+def test_missing_algo_key_is_dacer_and_tasks_follow_the_papers_order(tmp_path, capsys):
+    hop = make_run(tmp_path / "hop", "Hopper-v5", HOPPER, algo=None)
+    mg = make_run(tmp_path / "mg", "MultiGoal-v0", {("default", 0): [1.0] * 11})
+    ant = make_run(tmp_path / "ant", "Ant-v5", {("default", 0): [3.0] * 11}, algo="dacer")
+    sac = make_run(tmp_path / "sac", "Hopper-v5", {("default", 0): [7.0] * 11}, algo="sac")
+    assert main(["table", str(mg), str(hop), str(sac), str(ant), "--paper"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[2] == "| task | DACER | DACER (paper) | SAC | SAC (paper) |"
+    body = [ln for ln in lines[4:] if ln.startswith("|")]
+    assert [ln.split(" | ")[0] for ln in body] == ["| Ant-v5", "| Hopper-v5", "| MultiGoal-v0"]
+    assert body[1] == "| Hopper-v5 | 150.0 +- 50.0 (2 seeds) | 4104 +- 49 | 7.0 +- 0.0 (1 seed) | 2483 +- 943 |"
+    assert body[2] == "| MultiGoal-v0 | 1.0 +- 0.0 (1 seed) | - | - | - |"  # not in the paper
+
+
+def test_directories_of_one_task_are_pooled_by_seed(tmp_path):
+    # Two single-seed runs: seed offsets 0 and 1 make PRNG seeds 0 and 1.
+    a = make_run(tmp_path / "a", "Hopper-v5", {("default", 0): HOPPER["default", 0]}, seed=0)
+    b = make_run(tmp_path / "b", "Hopper-v5", {("default", 0): HOPPER["default", 1]}, seed=1)
+    groups = report.pool_by_seed(report.open_runs([a, b, a]))  # a directory given twice is read once
+    assert list(groups) == [("Hopper-v5", "dacer", "default")]
+    curves = groups["Hopper-v5", "dacer", "default"]
+    assert [c.seed for c in curves] == [0, 1]
+    cell = report.table_cell(curves)
+    np.testing.assert_allclose(cell.per_seed, [100.0, 200.0])
+    assert report.cell_text(cell) == "150.0 +- 50.0 (2 seeds)"
+    # The same seed twice would count twice: refused.
+    c = make_run(tmp_path / "c", "Hopper-v5", {("default", 0): HOPPER["default", 1]}, seed=0)
+    with pytest.raises(ConfigError, match="seed 0 of Hopper-v5 / dacer / default is in both"):
+        report.pool_by_seed(report.open_runs([a, c]))
+
+
+def test_frozen_seeds_are_excluded_and_counted(tmp_path, capsys):
+    frozen = [0, 10, 10, 10, 10, 10, 10, math.nan, math.nan, math.nan, math.nan]
+    run = make_run(tmp_path / "r", "Walker2d-v5", {**{("default", s): v for (_, s), v in HOPPER.items()},
+                                                   ("default", 2): frozen})
+    assert main(["table", str(run)]) == 0
+    out = capsys.readouterr().out
+    assert "| Walker2d-v5 | 150.0 +- 50.0 (2 seeds; 1 NaN excluded) |" in out
+    assert "1 seed excluded: NaN evaluation returns" in out.splitlines()[0]
+
+
+def test_grid_labels_become_columns_and_latex_parses(tmp_path):
+    run = make_run(tmp_path / "sweep", "Hopper-v5",
+                   {("noise_scale=0.1", 0): [1.0] * 11, ("noise_scale=0.2", 0): [2.0] * 11},
+                   labels=("noise_scale=0.1", "noise_scale=0.2"))
+    out = tmp_path / "table.tex"
+    done = cli("table", run, "--format", "latex", "--paper", "--out", out)
+    assert done.returncode == 0, done.stderr
+    tex = out.read_text()
+    assert tex == done.stdout
+    lines = tex.splitlines()
+    assert r"\begin{tabular}{lccc}" in lines and r"\end{tabular}" in lines
+    assert any(ln.startswith(r"\caption{") and r"$\pm$" in ln for ln in lines)
+    header = next(ln for ln in lines if ln.startswith("task &"))
+    assert header == r"task & DACER [noise\_scale=0.1] & DACER [noise\_scale=0.2] & DACER (paper) \\"
+    row = next(ln for ln in lines if ln.startswith("Hopper-v5"))
+    cells = row.removesuffix(r" \\").split(" & ")
+    assert cells == ["Hopper-v5", r"$1.0 \pm 0.0$ (1 seed)", r"$2.0 \pm 0.0$ (1 seed)", r"$4104 \pm 49$"]
+
+
+@pytest.mark.parametrize("damage, fragment", [
+    ("absent", "is not a run directory (no config.yaml)"),
+    ("empty directory", "is not a run directory (no config.yaml)"),
+    ("no metrics.csv", "has no metrics.csv"),
+    ("header only", "has no evaluation rows"),
+])
+def test_unusable_run_directories_exit_2_with_one_line(tmp_path, damage, fragment):
+    path = tmp_path / "run"
+    if damage == "empty directory":
+        path.mkdir()
+    elif damage != "absent":
+        make_run(path, "Hopper-v5", HOPPER)
+        if damage == "no metrics.csv":
+            (path / "metrics.csv").unlink()
+        else:
+            (path / "metrics.csv").write_text("run,label,seed,iteration,env_steps,eval_return\n")
+    done = cli("table", path)
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("mjx-dacer: error: ") and fragment in lines[0], done.stderr
+    assert done.stdout == ""
+
+
+def test_bootstrap_ci_matches_numpy():
+    values = np.array([[1.0, 5.0, 2.0, 0.0], [3.0, 6.0, 2.5, 10.0], [8.0, 4.0, 1.0, 20.0]])  # (S=3, P=4)
+    lo, hi = report.bootstrap_ci(values)
+    idx = np.random.default_rng(0).integers(0, 3, size=(1000, 3))
+    want = np.percentile(values[idx].mean(axis=1), [2.5, 97.5], axis=0)
+    np.testing.assert_allclose(lo, want[0])
+    np.testing.assert_allclose(hi, want[1])
+    assert np.all(lo <= values.mean(0)) and np.all(values.mean(0) <= hi)
+    # A point with a frozen (NaN) seed uses the finite seeds; a single finite seed gives no band.
+    with_nan = np.array([[1.0, 2.0], [3.0, np.nan], [5.0, np.nan]])
+    lo, hi = report.bootstrap_ci(with_nan)
+    assert np.isfinite(lo[0]) and np.isnan(lo[1]) and np.isnan(hi[1])
+    np.testing.assert_allclose(report.finite_mean(with_nan), [3.0, 2.0])
+
+
+@pytest.mark.parametrize("x", ["iterations", "env_steps"])
+def test_plot_has_one_subplot_per_task_and_one_line_per_algorithm(tmp_path, x):
+    runs = [make_run(tmp_path / "hop", "Hopper-v5", HOPPER),
+            make_run(tmp_path / "sac", "Hopper-v5", {("default", 0): [7.0] * 11}, algo="sac"),
+            make_run(tmp_path / "ant", "Ant-v5", {("default", 0): [3.0] * 11})]
+    out = tmp_path / "curves.png"
+    fig = report.plot_by_task(report.pool_by_seed(report.open_runs(runs)), out, x=x)
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert [ax.get_title() for ax in fig.axes] == ["Ant-v5", "Hopper-v5"]
+    ant, hopper = fig.axes
+    assert [ln.get_label() for ln in hopper.get_lines()] == ["DACER (2 seeds)", "SAC (1 seed)"]
+    assert len(hopper.collections) == 1 and len(ant.collections) == 0  # a band only with >1 seed
+    xs = hopper.get_lines()[0].get_xdata()
+    np.testing.assert_array_equal(xs, np.arange(11) * (10 if x == "iterations" else 200) + (0 if x == "iterations"
+                                                                                            else 20))
+    np.testing.assert_allclose(hopper.get_lines()[0].get_ydata(), np.mean(list(HOPPER.values()), axis=0))
+    assert "bootstrap 95% CI of the mean" in fig._suptitle.get_text()
+
+
+def test_plot_cli_writes_the_png(tmp_path):
+    run = make_run(tmp_path / "hop", "Hopper-v5", HOPPER)
+    out = tmp_path / "c.png"
+    done = cli("plot", run, "--x", "env_steps", "--out", out)
+    assert done.returncode == 0, done.stderr
+    assert out.is_file() and "1 task(s)" in done.stdout
