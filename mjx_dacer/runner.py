@@ -91,7 +91,7 @@ class Runner:
         out = {} if self.sharding is None else {"out_shardings": (self._state_sharding, self.sharding)}
         self._chunk = self.program.jit(self.program.run_chunk_guarded_batch, static_argnums=2, donate_argnums=0,
                                        **out)
-        title = f"DACER on {config.env}"
+        title = f"{config.algo.upper()} on {config.env}"
         self.sinks: list[sinks.Sink] = [
             sinks.ProgressSink(progress, config.total_iterations),
             sinks.CsvSink(self.run_dir),
