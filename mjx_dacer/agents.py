@@ -14,16 +14,19 @@ from typing import Any
 
 from mjx_dacer.config import Config
 
+# Table 2 / DACER_SPEC §9, shared by every task: 3 x 256 GeLU networks, 30k warm-up,
+# alpha0 0.272 with step size 3e-4, H_target = -dim(A).
+_MAX_ENTROPY = {
+    "hidden_sizes": [256, 256, 256], "critic_hidden_sizes": [256, 256, 256], "activation": "gelu",
+    "critic_activation": "gelu", "warmup_steps": 30_000, "initial_alpha": 0.272, "lr_alpha": 3e-4,
+    "target_entropy_factor": 1.0,
+}
+
 # name -> (module, class, settings layered over a task's preset)
 _AGENTS: dict[str, tuple[str, str, dict[str, Any]]] = {
     "dacer": ("mjx_dacer.dacer", "DACER", {}),
-    # Table 2 / DACER_SPEC §9, shared by every task: 3 x 256 GeLU networks, 30k warm-up,
-    # alpha0 0.272 with step size 3e-4, H_target = -dim(A).
-    "sac": ("mjx_dacer.sac", "SAC", {
-        "hidden_sizes": [256, 256, 256], "critic_hidden_sizes": [256, 256, 256], "activation": "gelu",
-        "critic_activation": "gelu", "warmup_steps": 30_000, "initial_alpha": 0.272, "lr_alpha": 3e-4,
-        "target_entropy_factor": 1.0,
-    }),
+    "sac": ("mjx_dacer.sac", "SAC", _MAX_ENTROPY),
+    "dsac-t": ("mjx_dacer.sac", "DSACT", _MAX_ENTROPY),
 }
 
 

@@ -55,15 +55,17 @@ def critic_targets(
     key: jax.Array,
     reward_scale: jax.Array,
     gamma: jax.Array,
+    entropy_term: jax.Array | float = 0.0,
 ) -> tuple[jax.Array, jax.Array]:
     """The targets y (mean) and y_s (a return sample) of Eq. 11, from the target critics at (s', a').
 
     Spec §3: the critic with the smaller mean at each sample gives both
-    targets; no entropy term; truncated episodes still bootstrap.
+    targets; no entropy term for DACER; truncated episodes still bootstrap.
+    DSAC-T subtracts `entropy_term` = alpha * log pi(a'|s') from both bootstrapped values.
 
     Args:
       mu_next, sigma_next: (2, N) target critics' mean and std at (s', a').
-      reward, terminated: (N,). key: PRNG key of the return sample.
+      reward, terminated: (N,). key: PRNG key of the return sample. entropy_term: (N,) or 0.
     Returns: (y, y_sample), each (N,), gradients stopped.
     """
     lower = jnp.argmin(mu_next, axis=0)  # critic with the smaller mean, per sample
@@ -72,7 +74,7 @@ def critic_targets(
     z_next = mu_min + sigma_min * jnp.clip(jax.random.normal(key, mu_min.shape), -SAMPLE_CLIP, SAMPLE_CLIP)
     discount = gamma * (1.0 - terminated)
     scaled_reward = reward_scale * reward
-    return sg(scaled_reward + discount * mu_min), sg(scaled_reward + discount * z_next)
+    return sg(scaled_reward + discount * (mu_min - entropy_term)), sg(scaled_reward + discount * (z_next - entropy_term))
 
 
 def critic_loss(
@@ -147,20 +149,19 @@ def tanh_gaussian_sample(
 
 def soft_q_targets(
     q_next: jax.Array,
-    log_prob_next: jax.Array,
+    entropy_term: jax.Array,
     reward: jax.Array,
     terminated: jax.Array,
-    alpha: jax.Array,
     reward_scale: jax.Array,
     gamma: jax.Array,
 ) -> jax.Array:
     """y = reward_scale * r + gamma * (1 - terminated) * (min_j Q'_j(s', a') - alpha * log pi(a'|s')).
 
-    Args: q_next: (2, N) target critics at (s', a'), a' ~ pi(.|s'); log_prob_next, reward, terminated: (N,).
+    Args: q_next: (2, N) target critics at (s', a'), a' ~ pi(.|s'); entropy_term: (N,) alpha * log pi(a'|s');
+      reward, terminated: (N,).
     Returns: (N,), gradients stopped. Truncated episodes still bootstrap.
     """
-    soft_value = jnp.min(q_next, axis=0) - alpha * log_prob_next
-    return sg(reward_scale * reward + gamma * (1.0 - terminated) * soft_value)
+    return sg(reward_scale * reward + gamma * (1.0 - terminated) * (jnp.min(q_next, axis=0) - entropy_term))
 
 
 def q_loss(critic_params: Params, q_fn: Callable[[Params], jax.Array], y: jax.Array) -> tuple[jax.Array, jax.Array]:

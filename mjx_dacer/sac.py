@@ -1,4 +1,4 @@
-"""SAC: the tanh-Gaussian maximum-entropy baseline with automatic alpha (DACER_SPEC §9).
+"""SAC and DSAC-T: the tanh-Gaussian maximum-entropy baselines with automatic alpha (DACER_SPEC §9).
 
 An `mjx_dacer.agent.Agent`, trained by the same program, buffer, evaluation
 and runner as DACER. It reads the same Config: `hidden_sizes` /
@@ -30,7 +30,7 @@ from flax import struct
 from mjx_dacer import losses
 from mjx_dacer.buffer import Transition
 from mjx_dacer.config import Config, HParams
-from mjx_dacer.networks import TanhGaussianPolicy, TwinQ
+from mjx_dacer.networks import TanhGaussianPolicy, TwinCritic, TwinQ
 from mjx_dacer.optim import adam, adam_step
 
 Params = Any
@@ -111,34 +111,52 @@ class SAC:
             return self.mean_action(export["policy_params"], obs)
         return self.sample(export["policy_params"], obs, key)[0]
 
+    # ------------------------------------------------------------- the critics
+    def q_values(self, critic_params: Params, obs: jax.Array, action: jax.Array) -> jax.Array:
+        """The twin critics' action values: (2, N). DSAC-T's are the means of its return distributions."""
+        return self.critic_net.apply(critic_params, obs, action)
+
+    def critic_step(
+        self, state: SacState, batch: Transition, next_action: jax.Array, entropy_term: jax.Array, key: jax.Array,
+        hparams: HParams,
+    ) -> tuple[SacState, dict[str, jax.Array]]:
+        """Soft Q-learning on both critics: targets min_j Q'_j(s', a') - alpha log pi(a'|s') (`entropy_term`)."""
+        del key  # the targets are expectations: no sample needed
+        q_next = self.q_values(state.target_critic_params, batch.next_obs, next_action)
+        y = losses.soft_q_targets(q_next, entropy_term, batch.reward, batch.terminated, hparams.reward_scale,
+                                  hparams.gamma)
+        q_fn = functools.partial(self.critic_net.apply, obs=batch.obs, action=batch.action)
+        (loss, q), grads = jax.value_and_grad(losses.q_loss, has_aux=True)(state.critic_params, q_fn, y)
+        params, opt_state = adam_step(state.critic_params, grads, state.critic_opt_state, hparams.lr_critic)
+        metrics = {"critic_loss": loss, "q_mean": jnp.mean(q), "td_error": jnp.mean((y - q) ** 2),
+                   "target_mean": jnp.mean(y)}
+        return state.replace(critic_params=params, critic_opt_state=opt_state), metrics
+
+    # ------------------------------------------------------------------ update
     def update(
         self, state: SacState, batch: Transition, key: jax.Array, hparams: HParams
     ) -> tuple[SacState, dict[str, jax.Array]]:
-        """One SAC update; metrics: critic/actor loss, Q mean, TD error, target mean, alpha, entropy."""
-        k_target, k_actor = jax.random.split(key)
-        alpha = jnp.exp(state.log_alpha)
+        """One update: `critic_step` every call; actor, alpha and Polyak targets every `policy_delay` calls.
 
+        The actor step uses the critics of this update's start, as DACER's does.
+        """
+        k_target, k_critic, k_actor = jax.random.split(key, 3)
+        alpha = jnp.exp(state.log_alpha)
         next_action, next_log_prob = self.sample(state.policy_params, batch.next_obs, k_target)
-        q_next = self.critic_net.apply(state.target_critic_params, batch.next_obs, next_action)
-        y = losses.soft_q_targets(q_next, next_log_prob, batch.reward, batch.terminated, alpha,
-                                  hparams.reward_scale, hparams.gamma)
-        q_fn = functools.partial(self.critic_net.apply, obs=batch.obs, action=batch.action)
-        (critic_loss, q), grads = jax.value_and_grad(losses.q_loss, has_aux=True)(state.critic_params, q_fn, y)
-        critic_params, critic_opt_state = adam_step(state.critic_params, grads, state.critic_opt_state,
-                                                    hparams.lr_critic)
+        new, critic_metrics = self.critic_step(state, batch, next_action, alpha * next_log_prob, k_critic, hparams)
 
         def actor_step(_):
             (loss, log_prob), grads = jax.value_and_grad(losses.sac_actor_loss, has_aux=True)(
                 state.policy_params,
                 lambda p: self.sample(p, batch.obs, k_actor),
-                lambda a: self.critic_net.apply(state.critic_params, batch.obs, a),
+                lambda a: self.q_values(state.critic_params, batch.obs, a),
                 alpha,
             )
             params, opt_state = adam_step(state.policy_params, grads, state.policy_opt_state, hparams.lr_actor)
             alpha_grad = jax.grad(losses.sac_alpha_loss)(state.log_alpha, log_prob, self.target_entropy(hparams))
             log_alpha, alpha_opt_state = adam_step(state.log_alpha, alpha_grad, state.alpha_opt_state,
                                                    hparams.lr_alpha)
-            targets = optax.incremental_update(critic_params, state.target_critic_params, hparams.tau)
+            targets = optax.incremental_update(new.critic_params, state.target_critic_params, hparams.tau)
             return params, opt_state, log_alpha, alpha_opt_state, targets, loss, -jnp.mean(log_prob)
 
         def actor_skip(_):
@@ -147,20 +165,59 @@ class SAC:
 
         (policy_params, policy_opt_state, log_alpha, alpha_opt_state, target_critic_params, actor_loss,
          entropy) = jax.lax.cond(state.step % self.config.policy_delay == 0, actor_step, actor_skip, None)
-
-        new_state = SacState(
-            policy_params=policy_params, critic_params=critic_params, target_critic_params=target_critic_params,
-            policy_opt_state=policy_opt_state, critic_opt_state=critic_opt_state, alpha_opt_state=alpha_opt_state,
-            log_alpha=log_alpha, entropy=entropy, actor_loss=actor_loss, step=state.step + 1,
+        new = new.replace(
+            policy_params=policy_params, policy_opt_state=policy_opt_state, log_alpha=log_alpha,
+            alpha_opt_state=alpha_opt_state, target_critic_params=target_critic_params, actor_loss=actor_loss,
+            entropy=entropy, step=state.step + 1,
         )
         metrics = {
-            "critic_loss": critic_loss,
+            **critic_metrics,
             "actor_loss": actor_loss,
-            "q_mean": jnp.mean(q),
-            "td_error": jnp.mean((y - q) ** 2),
-            "target_mean": jnp.mean(y),
             "alpha": jnp.exp(log_alpha),
             "entropy": entropy,
             "target_entropy": self.target_entropy(hparams),
         }
-        return new_state, metrics
+        return new, metrics
+
+
+@struct.dataclass
+class DsacState(SacState):
+    """SacState plus DSAC-T's running sigma bound b per critic (2,)."""
+
+    sigma_bound: jax.Array = None
+
+
+@dataclasses.dataclass(frozen=True)
+class DSACT(SAC):
+    """DSAC-T: SAC's tanh-Gaussian actor and alpha with DACER's distributional twin critics (Eq. 11).
+
+    The entropy term enters both targets as in SAC: y = r_s r + gamma (1 - d) (mu_min' - alpha log pi'),
+    and the return sample y_s the same way (DACER_SPEC §9). The actor maximises min_j mu_j - alpha log pi.
+    """
+
+    @functools.cached_property
+    def critic_net(self) -> TwinCritic:
+        return TwinCritic(self.config.critic_hidden_sizes, self.config.critic_activation)
+
+    def init(self, key: jax.Array) -> DsacState:
+        base = super().init(key)
+        return DsacState(**{f.name: getattr(base, f.name) for f in dataclasses.fields(base)},
+                         sigma_bound=jnp.zeros(2, jnp.float32))
+
+    def q_values(self, critic_params: Params, obs: jax.Array, action: jax.Array) -> jax.Array:
+        return self.critic_net.apply(critic_params, obs, action)[0]
+
+    def critic_step(self, state, batch, next_action, entropy_term, key, hparams):
+        """Eq. 11 on both critics, DACER's loss, with the entropy term in its targets."""
+        mu_next, sigma_next = self.critic_net.apply(state.target_critic_params, batch.next_obs, next_action)
+        y, y_sample = losses.critic_targets(mu_next, sigma_next, batch.reward, batch.terminated, key,
+                                            hparams.reward_scale, hparams.gamma, entropy_term)
+        critic_fn = functools.partial(self.critic_net.apply, obs=batch.obs, action=batch.action)
+        (loss, (sigma_bound, mu, sigma)), grads = jax.value_and_grad(losses.critic_loss, has_aux=True)(
+            state.critic_params, critic_fn, y, y_sample, state.sigma_bound, state.step == 0
+        )
+        params, opt_state = adam_step(state.critic_params, grads, state.critic_opt_state, hparams.lr_critic)
+        metrics = {"critic_loss": loss, "q_mean": jnp.mean(mu), "q_std": jnp.mean(sigma),
+                   "td_error": jnp.mean((y - mu) ** 2), "target_mean": jnp.mean(y),
+                   "sigma_bound": jnp.mean(sigma_bound)}
+        return state.replace(critic_params=params, critic_opt_state=opt_state, sigma_bound=sigma_bound), metrics
