@@ -22,11 +22,17 @@ _MAX_ENTROPY = {
     "target_entropy_factor": 1.0,
 }
 
+# Table 2 for TD3 and DDPG: the same networks and warm-up; exploration N(0, 0.1^2) is in td3.py.
+_DETERMINISTIC = {k: _MAX_ENTROPY[k] for k in ("hidden_sizes", "critic_hidden_sizes", "activation",
+                                                "critic_activation", "warmup_steps")}
+
 # name -> (module, class, settings layered over a task's preset)
 _AGENTS: dict[str, tuple[str, str, dict[str, Any]]] = {
     "dacer": ("mjx_dacer.dacer", "DACER", {}),
     "sac": ("mjx_dacer.sac", "SAC", _MAX_ENTROPY),
     "dsac-t": ("mjx_dacer.sac", "DSACT", _MAX_ENTROPY),
+    "td3": ("mjx_dacer.td3", "TD3", _DETERMINISTIC),
+    "ddpg": ("mjx_dacer.td3", "DDPG", _DETERMINISTIC),
 }
 
 

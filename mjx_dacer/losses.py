@@ -1,5 +1,6 @@
 """The algorithms' losses as pure functions: DACER's (DACER_SPEC §2-4), composed by
-`DACER.update`, and SAC's, composed by `SAC.update`.
+`DACER.update`; SAC's (also DSAC-T's actor and alpha), composed by `SAC.update`;
+TD3's and DDPG's, composed by `TD3.update`.
 
 Each function takes parameters first, so `jax.value_and_grad` differentiates
 it directly, and networks as callables, so the losses know nothing of flax.
@@ -188,3 +189,14 @@ def sac_actor_loss(
 def sac_alpha_loss(log_alpha: jax.Array, log_prob: jax.Array, target_entropy: jax.Array) -> jax.Array:
     """-log_alpha * mean(log pi + H_target): alpha grows while the policy's entropy -E[log pi] is below the target."""
     return -log_alpha * jnp.mean(sg(log_prob) + target_entropy)
+
+
+# ---------------------------------------------------- TD3 / DDPG (deterministic policies)
+def deterministic_actor_loss(
+    policy_params: Params, action_fn: Callable[[Params], jax.Array], q_fn: Callable[[jax.Array], jax.Array]
+) -> jax.Array:
+    """-mean Q_1(s, pi(s)): the deterministic policy gradient's objective (TD3 uses the first critic).
+
+    action_fn: params -> (N, A) actions at the batch states; q_fn: actions -> (N,) Q_1.
+    """
+    return -jnp.mean(q_fn(action_fn(policy_params)))

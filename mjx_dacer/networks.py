@@ -165,14 +165,29 @@ class QCritic(nn.Module):
 
 
 class TwinQ(nn.Module):
-    """Two independently initialised Q critics, parameters stacked on a leading axis of 2 (as `TwinCritic`)."""
+    """`num_critics` independently initialised Q critics (2: SAC, TD3; 1: DDPG), parameters stacked on a
+    leading axis (as `TwinCritic`)."""
 
+    hidden_sizes: Sequence[int] = (256, 256, 256)
+    activation: str = "gelu"
+    num_critics: int = 2
+
+    @nn.compact
+    def __call__(self, obs: jax.Array, action: jax.Array) -> jax.Array:
+        """obs (B, S), action (B, A) -> Q (num_critics, B)."""
+        twin = nn.vmap(QCritic, variable_axes={"params": 0}, split_rngs={"params": True}, in_axes=None,
+                       out_axes=0, axis_size=self.num_critics)
+        return twin(self.hidden_sizes, self.activation)(obs, action)
+
+
+class DeterministicPolicy(nn.Module):
+    """a = tanh(MLP(s)) of the deterministic baselines (TD3, DDPG)."""
+
+    action_size: int
     hidden_sizes: Sequence[int] = (256, 256, 256)
     activation: str = "gelu"
 
     @nn.compact
-    def __call__(self, obs: jax.Array, action: jax.Array) -> jax.Array:
-        """obs (B, S), action (B, A) -> Q (2, B)."""
-        twin = nn.vmap(QCritic, variable_axes={"params": 0}, split_rngs={"params": True}, in_axes=None,
-                       out_axes=0, axis_size=2)
-        return twin(self.hidden_sizes, self.activation)(obs, action)
+    def __call__(self, obs: jax.Array) -> jax.Array:
+        """obs (B, S) -> actions (B, A) in (-1, 1)."""
+        return jnp.tanh(MLP(self.hidden_sizes, self.action_size, self.activation)(obs))

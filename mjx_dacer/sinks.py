@@ -153,13 +153,14 @@ class ProgressSink:
     def write(self, r: ChunkResult) -> None:
         live = [row for row in r.rows if not row["frozen"]]
         returns = np.array([row["eval_return"] for row in live] or [math.nan])
-        alpha = np.mean([row.get("alpha", math.nan) for row in live]) if live else math.nan
+        alphas = [row["alpha"] for row in live if "alpha" in row]  # agents without an alpha (TD3, DDPG) skip it
         self.progress(
             f"[{r.chunk}/{r.num_chunks}] iter {r.iteration}/{self.total_iterations}"
             f"{' (warm-up)' if r.warmup else ''} env steps {r.env_steps} | "
             f"{r.env_steps_per_second:,.0f} env steps/s, {r.updates_per_second:,.0f} updates/s | "
             f"eval return {np.mean(returns):.1f} (runs {np.min(returns):.1f}..{np.max(returns):.1f}) | "
-            f"alpha {alpha:.3f} | ETA {duration(r.eta_seconds)}"
+            + (f"alpha {np.mean(alphas):.3f} | " if alphas else "")
+            + f"ETA {duration(r.eta_seconds)}"
         )
         for row in r.rows:
             if row["diverged"] == 1.0:
