@@ -4,7 +4,8 @@
 acts with `behaviour_action`, stores transitions in the replay buffer, calls
 `update` on sampled batches and evaluates with `eval_action`. The buffer,
 the evaluation episodes, checkpoints, resume, sweeps and the runner never
-look inside the agent's state. `mjx_dacer.dacer.DACER` is one such agent.
+look inside the agent's state. `mjx_dacer.dacer.DACER` is one such agent; `mjx_dacer.sac`
+(SAC, DSAC-T) and `mjx_dacer.td3` (TD3, DDPG) hold the others (`mjx_dacer.agents` names them).
 
 Contract on the state returned by `init`: a pytree whose leaves may gain a
 leading vmap axis per run, except `step` (int32 scalar, updates done), which

@@ -142,7 +142,8 @@ class Config:
     # Optimisation (spec §3, §4).
     lr_actor: float = setting(1e-4, "Adam step size of the noise network", positive, traced=True)
     lr_critic: float = setting(1e-4, "Adam step size of both critics", positive, traced=True)
-    lr_alpha: float = setting(3e-2, "Adam step size of log_alpha", positive, traced=True)
+    lr_alpha: float = setting(3e-2, "Adam step size of log_alpha (0 holds alpha at initial_alpha)", at_least(0.0),
+                              traced=True)
     reward_scale: float = setting(0.2, "factor on r in the critic target", positive, traced=True)
     gamma: float = setting(0.99, "discount", within(0.0, 1.0), traced=True)
     tau: float = setting(0.005, "Polyak rate of the target critics", within(0.0, 1.0, low_open=True), traced=True)

@@ -61,7 +61,7 @@ class TrainProgram:
     Attributes:
       config: the run's Config (static: changing it recompiles).
       env: the raw task (used for evaluation episodes).
-      agent: the algorithm (`mjx_dacer.agent.Agent`; DACER unless another is given).
+      agent: the algorithm (an `mjx_dacer.agent.Agent`; config.algo's unless another is given).
     """
 
     config: Config

@@ -18,7 +18,7 @@ import os
 import sys
 from typing import Sequence
 
-from mjx_dacer.cli import bench, evaluate, train
+from mjx_dacer.cli import ablate, bench, evaluate, train
 from mjx_dacer.config import HPARAM_FIELDS, ConfigError, describe, error_line
 from mjx_dacer.errors import CheckpointError, RunStopped
 
@@ -32,6 +32,9 @@ EPILOG = """examples:
   mjx-dacer sweep --env Hopper-v5 --grid lr_actor=1e-4,3e-4 --grid noise_scale=0.1,0.15 --seeds 3
   mjx-dacer train --resume runs/humanoid
   mjx-dacer eval runs/humanoid --episodes 10 --backend both --video humanoid.mp4
+  mjx-dacer train --algo sac --env Hopper-v5 --seeds 5
+  mjx-dacer ablate --env Walker2d-v5 --seeds 5 --out runs/ablations
+  mjx-dacer table runs/* --paper
   mjx-dacer bench gmm
 """
 
@@ -87,6 +90,11 @@ def build_parser() -> argparse.ArgumentParser:
                                  description=results.PLOT_DESCRIPTION)
     results.add_plot_arguments(plot_parser)
     plot_parser.set_defaults(func=results.plot)
+
+    ablate_parser = sub.add_parser("ablate", help="the paper's ablations (Sec. 5.3) as run directories",
+                                   description=ablate.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ablate.add_arguments(ablate_parser)
+    ablate_parser.set_defaults(func=ablate.run)
 
     bench_parser = sub.add_parser("bench", help="speed benchmarks (gmm, envs, train)",
                                   description=bench.__doc__.splitlines()[0])

@@ -74,7 +74,7 @@ def _default_out(env: str) -> pathlib.Path:
     return pathlib.Path("runs") / f"{env}-{stamp}"
 
 
-def _resolve_config(args: argparse.Namespace):
+def resolve_config(args: argparse.Namespace):
     from mjx_dacer import envs
 
     from mjx_dacer import agents
@@ -96,7 +96,7 @@ def _resolve_config(args: argparse.Namespace):
     return config
 
 
-def _prepare_out_dir(args: argparse.Namespace, env: str) -> pathlib.Path:
+def prepare_out_dir(args: argparse.Namespace, env: str) -> pathlib.Path:
     out = args.out or _default_out(env)
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out {out} is a file, not a directory; choose another path")
@@ -121,7 +121,7 @@ def _resume_target(args: argparse.Namespace, grid_specs: Sequence[str]):
         raise ConfigError(f"--resume {run_dir}: the run stopped before its first checkpoint; start it again with "
                           "--overwrite (or lower checkpoint_interval)")
     if args.env is not None or args.config is not None or args.overrides or args.algo is not None:
-        given = to_dict(_resolve_config(args))
+        given = to_dict(resolve_config(args))
         stored = to_dict(config)
         diff = [k for k in stored if stored[k] != given[k]]
         if diff:
@@ -148,10 +148,10 @@ def _run(args: argparse.Namespace, grid_specs: Sequence[str]) -> int:
         seeds = 1 if args.seeds is None else args.seeds
         if seeds < 1:
             raise ConfigError(f"--seeds must be >= 1, got {seeds}")
-        config = _resolve_config(args)
+        config = resolve_config(args)
         spec = RunSpec(grid=parse_grid(grid_specs), seeds=tuple(range(seeds)))
         spec.validate(config)  # every grid point, before anything is written
-        out = _prepare_out_dir(args, config.env)
+        out = prepare_out_dir(args, config.env)
     maybe_initialize_distributed()
     run(config, out, seeds=spec.seeds, grid=spec.grid, progress_fn=lambda line: print(line, flush=True),
         resume=args.resume is not None, on_divergence=args.on_divergence)
