@@ -29,11 +29,13 @@ def sets(*extra):
 def test_help_lists_every_command():
     out = cli("--help")
     assert out.returncode == 0
-    for command in ("train", "sweep", "eval", "bench"):
+    for command in ("train", "sweep", "eval", "ablate", "table", "plot", "bench"):
         assert command in out.stdout
-    for command in ("train", "sweep"):
+    for command in ("train", "sweep", "ablate"):
         sub = cli(command, "--help")
         assert sub.returncode == 0 and "--seeds" in sub.stdout and "--set" in sub.stdout
+    sub = cli("train", "--help")
+    assert "--algo" in sub.stdout and "lr_alpha (traced, default 0.03)" in sub.stdout  # keys from the schema
     sub = cli("eval", "--help")
     assert sub.returncode == 0 and "--backend" in sub.stdout and "--episodes" in sub.stdout
     sub = cli("bench", "--help")
