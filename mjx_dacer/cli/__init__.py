@@ -18,7 +18,7 @@ import os
 import sys
 from typing import Sequence
 
-from mjx_dacer.cli import ablate, bench, evaluate, train
+from mjx_dacer.cli import ablate, bench, evaluate, multigoal, train
 from mjx_dacer.config import HPARAM_FIELDS, ConfigError, describe, error_line
 from mjx_dacer.errors import CheckpointError, RunStopped
 
@@ -95,6 +95,12 @@ def build_parser() -> argparse.ArgumentParser:
                                    description=ablate.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ablate.add_arguments(ablate_parser)
     ablate_parser.set_defaults(func=ablate.run)
+
+    multigoal_parser = sub.add_parser("multigoal", help="Multi-goal trajectories and multimodality (Fig. 3)",
+                                      description=multigoal.__doc__,
+                                      formatter_class=argparse.RawDescriptionHelpFormatter)
+    multigoal.add_arguments(multigoal_parser)
+    multigoal_parser.set_defaults(func=multigoal.run)
 
     bench_parser = sub.add_parser("bench", help="speed benchmarks (gmm, envs, train)",
                                   description=bench.__doc__.splitlines()[0])

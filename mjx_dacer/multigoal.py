@@ -1,0 +1,72 @@
+"""Multi-goal analysis (paper Sec. 5.2, Fig. 3): which goals a policy reaches from the paper's start points.
+
+The figures only show multimodality; `goal_counts` and `multimodality` put a
+number on it. From each start point, N trajectories of the policy as it acts
+in training (its behaviour actions: DACER's chain with the Eq. 16 noise, a
+Gaussian policy's samples) run for up to 100 steps; each ends at the goal it
+reaches first, or at none. Per start point:
+
+  goals_reached   how many of the four goals at least 5% of the trajectories reach
+  goal_entropy    the entropy (nats) of the reached-goal distribution (0: one goal; log 4 = 1.386: all four evenly)
+  none            the fraction of trajectories that reach no goal
+
+Shapes: P = start points, N = trajectories per start point, T = steps.
+"""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from mjx_dacer.envs.multigoal import GOALS
+
+START_POINTS = ((0.0, 0.0), (0.5, 0.5), (0.5, -0.5), (-0.5, -0.5), (-0.5, 0.5))  # the paper's Fig. 3
+REACHED_FRACTION = 0.05
+
+
+def rollouts(policy, starts=START_POINTS, trajectories: int = 100, steps: int = 100, seed: int = 0):
+    """Positions (P, N, T + 1, 2) and the first goal reached (P, N), -1 for none, of `policy` from `starts`.
+
+    `policy` is an `mjx_dacer.policy.Policy` of a MultiGoal-v0 run; its `act` is used as a pure function,
+    with its deterministic flag (load it with deterministic=False for the behaviour policy).
+    """
+    from mjx_dacer import envs
+
+    env = envs.make("MultiGoal-v0")
+    p, n = len(starts), trajectories
+    start = jnp.repeat(jnp.asarray(starts, jnp.float32), n, axis=0)  # (P*N, 2)
+    goals = jnp.asarray(GOALS, jnp.float32)
+
+    def one_step(carry, key):
+        pos, goal = carry
+        action = policy.act(policy.params, pos, key)
+        moved = jax.vmap(lambda s, a: env.step(env.state_from(s), a).obs)(pos, action)
+        distance = jnp.linalg.norm(moved[:, None, :] - goals[None], axis=-1)  # (P*N, 4)
+        hit = jnp.where(jnp.min(distance, axis=-1) < env.options.goal_radius, jnp.argmin(distance, axis=-1), -1)
+        finished = goal >= 0  # the episode ended at a goal on an earlier step: the point stays there
+        pos = jnp.where(finished[:, None], pos, moved)
+        return (pos, jnp.where(finished, goal, hit)), pos
+
+    keys = jax.random.split(jax.random.PRNGKey(seed), steps)
+    (_, goal), path = jax.jit(lambda s, k: jax.lax.scan(one_step, (s, jnp.full(s.shape[0], -1)), k))(start, keys)
+    path = jnp.concatenate([start[None], path], axis=0)  # (T + 1, P*N, 2)
+    return np.asarray(path).transpose(1, 0, 2).reshape(p, n, steps + 1, 2), np.asarray(goal).reshape(p, n)
+
+
+def multimodality(goal: np.ndarray) -> list[dict]:
+    """Per start point (rows of `goal`, (P, N) goal indices or -1): goals_reached, goal_entropy, none."""
+    out = []
+    for row in np.asarray(goal):
+        counts = np.array([np.sum(row == g) for g in range(len(GOALS))], float)
+        reached = counts.sum()
+        probs = counts / reached if reached else counts
+        entropy = abs(sum(q * math.log(q) for q in probs if q > 0))  # abs: no -0.0 for one goal
+        out.append({
+            "goals_reached": int(np.sum(counts >= REACHED_FRACTION * len(row))),
+            "goal_entropy": float(entropy),
+            "none": float(np.mean(row < 0)),
+        })
+    return out
