@@ -29,7 +29,7 @@ def sets(*extra):
 def test_help_lists_every_command():
     out = cli("--help")
     assert out.returncode == 0
-    for command in ("train", "sweep", "eval", "ablate", "table", "plot", "bench"):
+    for command in ("train", "sweep", "eval", "ablate", "multigoal", "table", "plot", "bench"):
         assert command in out.stdout
     for command in ("train", "sweep", "ablate"):
         sub = cli(command, "--help")
