@@ -1,5 +1,6 @@
 """The DACER update (DACER_SPEC §2-4): loss formula, determinism under jit/vmap, learning, alpha schedule."""
 
+import agent_checks
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -24,15 +25,7 @@ def hparams(**changes):
 
 
 def random_batch(key, n=N) -> Transition:
-    k = jax.random.split(key, 5)
-    return Transition(
-        obs=jax.random.normal(k[0], (n, S)),
-        action=jax.random.uniform(k[1], (n, A), minval=-1, maxval=1),
-        reward=jax.random.normal(k[2], (n,)),
-        next_obs=jax.random.normal(k[3], (n, S)),
-        terminated=(jax.random.uniform(k[4], (n,)) < 0.2).astype(jnp.float32),
-        truncated=jnp.zeros((n,)),
-    )
+    return agent_checks.random_batch(key, n, S, A)
 
 
 # ---------------------------------------------------------------- critic loss

@@ -4,6 +4,7 @@ update against a transcription of the whole step, and learning on Multi-goal in 
 import jax
 import jax.numpy as jnp
 import numpy as np
+import agent_checks
 import pytest
 
 from mjx_dacer import losses
@@ -23,12 +24,7 @@ def tiny_sac(**changes) -> SAC:
 
 
 def random_batch(key) -> Transition:
-    k = jax.random.split(key, 5)
-    return Transition(
-        obs=jax.random.normal(k[0], (N, S)), action=jax.random.uniform(k[1], (N, A), minval=-1, maxval=1),
-        reward=jax.random.normal(k[2], (N,)), next_obs=jax.random.normal(k[3], (N, S)),
-        terminated=(jax.random.uniform(k[4], (N,)) < 0.3).astype(jnp.float32), truncated=jnp.zeros(N),
-    )
+    return agent_checks.random_batch(key, N, S, A, terminal_fraction=0.3)
 
 
 def test_tanh_gaussian_log_prob_matches_the_change_of_variables():
@@ -109,18 +105,9 @@ def test_sac_learns_multigoal_in_the_shared_program(algo):
     Measured on seeds 0-3: untrained (tanh of the initial mean: it drifts, often not reaching a goal)
     -902/-2319/-2489/-2454, after 1500 iterations -482/-336/-346/-393 (a goal reached in a few steps).
     Below -700 no measured run had learned; the +300 margin fails a policy that stays as it was."""
-    cfg = Config().replace(**{
-        **defaults(algo), "algo": algo, "env": "MultiGoal-v0", "num_envs": 20, "total_iterations": 1500,
-        "eval_interval": 750, "warmup_steps": 1000, "buffer_capacity": 50_000, "batch_size": 128,
-        "eval_episodes": 10, "hidden_sizes": [64, 64], "critic_hidden_sizes": [64, 64], "lr_actor": 1e-3,
-        "lr_critic": 1e-3,
-    })
-    program = make_train(cfg)
-    assert isinstance(program.agent, SAC)  # DSAC-T is SAC with distributional critics
-    key, hp = jax.random.PRNGKey(0), cfg.hparams()
-    ts = jax.jit(program.init)(key, hp)
-    untrained = float(jnp.mean(jax.jit(lambda s: program.run_chunk(s, hp, 0)[1]["eval_returns"])(ts)))
-    _, rows = jax.jit(program.train)(key, hp)
+    cfg = Config().replace(**{**defaults(algo), "algo": algo, **agent_checks.MULTIGOAL_LEARNING})
+    assert isinstance(make_train(cfg).agent, SAC)  # DSAC-T is SAC with distributional critics
+    untrained, rows = agent_checks.learn_multigoal(cfg)
     final = float(rows["eval_return"][-1])
     assert np.all(np.isfinite(rows["critic_loss"]))
     assert final > -700 and final > untrained + 300, (untrained, rows["eval_return"])

@@ -4,13 +4,13 @@ the delay, and learning on Multi-goal in the shared program."""
 import jax
 import jax.numpy as jnp
 import numpy as np
+import agent_checks
 import pytest
 
 from mjx_dacer.agents import defaults, make_agent
 from mjx_dacer.buffer import Transition
 from mjx_dacer.config import Config
 from mjx_dacer.td3 import DDPG, TD3
-from mjx_dacer.train import make_train
 
 S, A, N = 5, 2, 32
 
@@ -22,12 +22,7 @@ def tiny(algo):
 
 
 def random_batch(key) -> Transition:
-    k = jax.random.split(key, 5)
-    return Transition(
-        obs=jax.random.normal(k[0], (N, S)), action=jax.random.uniform(k[1], (N, A), minval=-1, maxval=1),
-        reward=jax.random.normal(k[2], (N,)), next_obs=jax.random.normal(k[3], (N, S)),
-        terminated=(jax.random.uniform(k[4], (N,)) < 0.3).astype(jnp.float32), truncated=jnp.zeros(N),
-    )
+    return agent_checks.random_batch(key, N, S, A, terminal_fraction=0.3)
 
 
 @pytest.mark.parametrize("algo", ["td3", "ddpg"])
@@ -72,17 +67,8 @@ def test_exploration_noise_is_table_2s():
 @pytest.mark.parametrize("algo", ["td3", "ddpg"])
 def test_learns_multigoal_in_the_shared_program(algo):
     """Settings of DACER's and SAC's learning tests; thresholds as SAC's (see tests/test_sac.py)."""
-    cfg = Config().replace(**{
-        **defaults(algo), "algo": algo, "env": "MultiGoal-v0", "num_envs": 20, "total_iterations": 1500,
-        "eval_interval": 750, "warmup_steps": 1000, "buffer_capacity": 50_000, "batch_size": 128,
-        "eval_episodes": 10, "hidden_sizes": [64, 64], "critic_hidden_sizes": [64, 64], "lr_actor": 1e-3,
-        "lr_critic": 1e-3,
-    })
-    program = make_train(cfg)
-    key, hp = jax.random.PRNGKey(0), cfg.hparams()
-    ts = jax.jit(program.init)(key, hp)
-    untrained = float(jnp.mean(jax.jit(lambda s: program.run_chunk(s, hp, 0)[1]["eval_returns"])(ts)))
-    _, rows = jax.jit(program.train)(key, hp)
+    cfg = Config().replace(**{**defaults(algo), "algo": algo, **agent_checks.MULTIGOAL_LEARNING})
+    untrained, rows = agent_checks.learn_multigoal(cfg)
     final = float(rows["eval_return"][-1])
     assert np.all(np.isfinite(rows["critic_loss"]))
     assert final > -700 and final > untrained + 300, (untrained, rows["eval_return"])

@@ -1,5 +1,6 @@
 """The compiled training program (DACER_SPEC §5) on the cheap Multi-goal task."""
 
+import agent_checks
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -144,17 +145,9 @@ def test_short_run_on_multigoal_learns():
     measured on seeds 0-2: untrained -5239/-5090/-4759, after 1500 iterations -503/-361/-532.
     A margin of 2000 leaves room for seed-to-seed noise and still fails on a policy that
     does not learn."""
-    cfg = Config().replace(
-        env="MultiGoal-v0", num_envs=20, total_iterations=1500, eval_interval=750, warmup_steps=1000,
-        buffer_capacity=50_000, batch_size=128, eval_episodes=10, hidden_sizes=[64, 64],
-        critic_hidden_sizes=[64, 64], diffusion_steps=10, entropy_samples=32, alpha_update_interval=250,
-        lr_actor=1e-3, lr_critic=1e-3,
-    )
-    program = make_train(cfg)
-    key, hp = jax.random.PRNGKey(0), cfg.hparams()
-    ts = jax.jit(program.init)(key, hp)
-    untrained = float(jnp.mean(jax.jit(lambda s: program.run_chunk(s, hp, 0)[1]["eval_returns"])(ts)))
-    _, rows = jax.jit(program.train)(key, hp)
+    cfg = Config().replace(**agent_checks.MULTIGOAL_LEARNING, diffusion_steps=10, entropy_samples=32,
+                           alpha_update_interval=250)
+    untrained, rows = agent_checks.learn_multigoal(cfg)
     final = float(rows["eval_return"][-1])
     assert np.all(np.isfinite(rows["critic_loss"]))
     assert final > untrained + 2000, (untrained, rows["eval_return"])
