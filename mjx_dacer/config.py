@@ -134,6 +134,9 @@ class Config:
     # Entropy regulator (spec §2).
     noise_scale: float = setting(0.1, "lambda of Eq. 16: behaviour noise is lambda * alpha * N(0, I)",
                                  at_least(0.0), traced=True)
+    noise_decay: float = setting(
+        0.0, "linear decay of lambda over the run: lambda_t = noise_scale * (1 - noise_decay * t / total updates)",
+        within(0.0, 1.0), traced=True)
     initial_alpha: float = setting(3.0, "alpha before the first update", positive)
     alpha_update_interval: int = setting(10_000, "updates between entropy estimates (Eq. 12-15)", at_least(1))
     entropy_samples: int = setting(200, "M, actions per state in the entropy estimate", at_least(1))

@@ -100,6 +100,17 @@ class DACER:
         """H_target = -target_entropy_factor * dim(A) (DACER_SPEC §2: -0.9 dim(A))."""
         return -hparams.target_entropy_factor * self.action_size
 
+    def noise_scale(self, step: jax.Array, hparams: HParams) -> jax.Array:
+        """lambda of Eq. 16 at update ``step``: noise_scale, falling linearly by the fraction noise_decay.
+
+        lambda_t = noise_scale * (1 - noise_decay * min(t / (total_iterations * updates_per_iteration), 1)).
+        noise_decay 0 (the default) is the paper's constant lambda; the Sec. 5.3 ablation's noise factor
+        lambda * alpha falling from 0.27 to 0.1 is noise_decay = 1 - 0.1 / 0.27 with alpha held (lr_alpha 0).
+        """
+        total = self.config.total_iterations * self.config.updates_per_iteration
+        progress = jnp.minimum(step.astype(jnp.float32) / total, 1.0)
+        return hparams.noise_scale * (1.0 - hparams.noise_decay * progress)
+
     # ------------------------------------------------- acting, from parameters
     def deterministic_action(self, policy_params: Params, obs: jax.Array, key: jax.Array) -> jax.Array:
         """a0 of the reverse chain (Eq. 7-9) without exploration noise. obs (N, S) -> (N, A)."""
@@ -122,21 +133,28 @@ class DACER:
     # ------------------------------------------ the Agent interface: acting
     def behaviour_action(self, state: DacerState, obs: jax.Array, key: jax.Array, hparams: HParams) -> jax.Array:
         """Training actions, Eq. 16 with the state's alpha. obs (N, S) -> (N, A)."""
-        return self.noisy_action(state.policy_params, obs, key, state.log_alpha, hparams.noise_scale)
+        return self.noisy_action(state.policy_params, obs, key, state.log_alpha, self.noise_scale(state.step, hparams))
 
     def eval_action(self, state: DacerState, obs: jax.Array, key: jax.Array) -> jax.Array:
         """Evaluation actions: the reverse chain's a0. obs (N, S) -> (N, A)."""
         return self.deterministic_action(state.policy_params, obs, key)
 
     def policy_export(self, state: DacerState, hparams: HParams) -> dict[str, Any]:
-        """The noise network, log_alpha and lambda of each run: what policy.msgpack holds (Eq. 16 needs all three)."""
-        return {"policy_params": state.policy_params, "log_alpha": state.log_alpha, "noise_scale": hparams.noise_scale}
+        """The noise network, log_alpha and lambda of each run: what policy.msgpack holds (Eq. 16 needs all three).
+
+        lambda is the one in force at the state's update count (it differs from noise_scale under noise_decay)."""
+        return {"policy_params": state.policy_params, "log_alpha": state.log_alpha,
+                "noise_scale": self.noise_scale(state.step, hparams)}
 
     def exported_action(self, export: dict[str, Any], obs: jax.Array, key: jax.Array, deterministic: bool) -> jax.Array:
         """a0 of the chain, plus Eq. 16's noise unless deterministic, from a run's `policy_export`."""
         if deterministic:
             return self.deterministic_action(export["policy_params"], obs, key)
         return self.noisy_action(export["policy_params"], obs, key, export["log_alpha"], export["noise_scale"])
+
+    def action_value(self, state: DacerState, obs: jax.Array, action: jax.Array) -> jax.Array:
+        """min over the twin critics of the return distributions' means mu (Eq. 10's Q). (N, S), (N, A) -> (N,)."""
+        return jnp.min(self.critic_net.apply(state.critic_params, obs, action)[0], axis=0)
 
     def estimate_entropy(
         self,
@@ -176,7 +194,7 @@ class DACER:
         """
         cfg = self.config
         k_target, k_sample, k_actor, k_entropy = jax.random.split(key, 4)
-        noise_scale = hparams.noise_scale
+        noise_scale = self.noise_scale(state.step, hparams)
 
         # Critics.
         next_action = self.noisy_action(state.policy_params, batch.next_obs, k_target, state.log_alpha, noise_scale)

@@ -3,6 +3,8 @@
 import subprocess
 import sys
 
+import pytest
+
 from mjx_dacer import report
 from mjx_dacer.cli import ablate
 from mjx_dacer.config import load_config
@@ -16,9 +18,11 @@ TINY = ["total_iterations=2", "eval_interval=2", "warmup_steps=20", "num_envs=10
 def test_panels_are_the_papers():
     config = load_config("walker2d")
     assert ablate.runs(config, "regulator") == [("regulator", config, ({}, {"noise_scale": 0.0}))]
-    [(_, _, (adaptive, fixed))] = ablate.runs(config, "noise")
-    assert adaptive == {} and fixed["lr_alpha"] == 0.0
+    [(_, _, (adaptive, fixed, decaying))] = ablate.runs(config, "noise")
+    assert adaptive == {} and fixed["lr_alpha"] == decaying["lr_alpha"] == 0.0
     assert fixed["noise_scale"] * config.initial_alpha == 0.1  # lambda * alpha held at 0.1
+    start = decaying["noise_scale"] * config.initial_alpha
+    assert (start, start * (1 - decaying["noise_decay"])) == pytest.approx((0.27, 0.1))  # 0.27 -> 0.1
     steps = ablate.runs(config, "steps")
     assert [(name, c.diffusion_steps) for name, c, _ in steps] == [("steps-T10", 10), ("steps-T20", 20),
                                                                    ("steps-T30", 30)]
@@ -33,7 +37,7 @@ def test_ablate_writes_one_run_directory_per_program_and_fixed_alpha_stays_fixed
     assert done.returncode == 0, done.stderr
     assert sorted(p.name for p in out.iterdir()) == ["noise", "regulator"]
     _, config, spec = RunDir.open(out / "noise")
-    assert config.env == "MultiGoal-v0" and len(spec.grid) == 2
+    assert config.env == "MultiGoal-v0" and len(spec.grid) == 3
     rows = report.read_rows(out / "noise" / "metrics.csv")
     fixed = [r for r in rows if r["label"] != "default" and r["iteration"] > 0]
     adaptive = [r for r in rows if r["label"] == "default" and r["iteration"] > 0]

@@ -78,8 +78,8 @@ def test_schema_derives_hparams_and_the_readme_lists_every_key():
     assert [f.name for f in dataclasses.fields(HParams)] == list(HPARAM_FIELDS)
     assert sorted(HPARAM_FIELDS + STATIC_FIELDS) == sorted(fields)
     # Every traced key is a float hyperparameter that changes no shape; the sweepable set of the paper's grid.
-    assert set(HPARAM_FIELDS) == {"noise_scale", "target_entropy_factor", "lr_actor", "lr_critic", "lr_alpha",
-                                  "reward_scale", "gamma", "tau"}
+    assert set(HPARAM_FIELDS) == {"noise_scale", "noise_decay", "target_entropy_factor", "lr_actor", "lr_critic",
+                                  "lr_alpha", "reward_scale", "gamma", "tau"}
     assert len(describe().splitlines()) == len(fields)
     readme = (pathlib.Path(__file__).parent.parent / "README.md").read_text()
     table = readme[readme.index("| key | default | meaning |"):]

@@ -146,6 +146,25 @@ def test_behaviour_noise_scales_with_alpha_and_lambda():
     assert bool(jnp.all(jnp.abs(a) <= 1))
 
 
+def test_noise_decay_lowers_lambda_linearly_over_the_run_and_behaviour_follows_it():
+    """lambda_t = noise_scale * (1 - noise_decay * t / total updates), held after the last update; the
+    behaviour action uses it: at the end of a run with noise_decay 1 it is the chain's a0 itself."""
+    agent = tiny_agent(total_iterations=50, updates_per_iteration=2)  # 100 updates
+    hp = hparams(noise_scale=0.27, noise_decay=1 - 0.1 / 0.27)
+    at = [float(agent.noise_scale(jnp.int32(t), hp)) for t in (0, 50, 100, 400)]
+    assert at == pytest.approx([0.27, 0.185, 0.1, 0.1], rel=1e-6)
+    assert float(agent.noise_scale(jnp.int32(70), hparams(noise_scale=0.2))) == pytest.approx(0.2)  # default: none
+    state = agent.init(jax.random.PRNGKey(0))
+    obs, key = jnp.zeros((64, S)), jax.random.PRNGKey(1)
+    a0 = agent.deterministic_action(state.policy_params, obs, jax.random.split(key)[0])
+    ended = state.replace(step=jnp.int32(100))
+    silent = agent.behaviour_action(ended, obs, key, hparams(noise_scale=0.5, noise_decay=1.0))
+    np.testing.assert_allclose(silent, jnp.clip(a0, -1, 1), atol=1e-6)
+    noisy = agent.behaviour_action(state, obs, key, hparams(noise_scale=0.5, noise_decay=1.0))
+    assert float(jnp.max(jnp.abs(noisy - jnp.clip(a0, -1, 1)))) > 0.1
+    assert float(agent.policy_export(ended, hp)["noise_scale"]) == pytest.approx(0.1)  # what policy.msgpack keeps
+
+
 def test_agent_reads_the_static_fields_of_its_config():
     cfg = Config().replace(hidden_sizes=[64, 64], diffusion_steps=10, noise_scale=0.15)
     agent = DACER(cfg, 11, 3)

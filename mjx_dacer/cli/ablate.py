@@ -7,9 +7,9 @@ and `mjx-dacer table OUT/*` read:
               regulator: no added noise (noise_scale 0: pure Q-maximisation through
               the chain, as the paper describes DAC). One program, two grid points.
   noise       OUT/noise: DACER's adaptive alpha beside a fixed noise factor lambda * alpha = 0.1
-              (alpha held at initial_alpha by lr_alpha 0, lambda = 0.1 / initial_alpha).
-              One program, two grid points. The paper's third curve, a noise factor decaying
-              linearly from 0.27 to 0.1, needs a schedule the config does not have: left out.
+              and a noise factor falling linearly from 0.27 to 0.1 over the run (alpha held
+              at initial_alpha by lr_alpha 0; lambda = 0.1 / initial_alpha, or 0.27 /
+              initial_alpha with noise_decay = 1 - 0.1 / 0.27). One program, three grid points.
   steps       OUT/steps-T10, OUT/steps-T20, OUT/steps-T30: diffusion steps T = 10, 20, 30
               (T changes shapes: one program each).
 """
@@ -23,6 +23,8 @@ from mjx_dacer.config import Config, ConfigError
 
 PANELS = ("regulator", "noise", "steps")
 DIFFUSION_STEPS = (10, 20, 30)
+FIXED_NOISE = 0.1  # the noise factor lambda * alpha of the paper's fixed-noise curve
+DECAY_NOISE = (0.27, 0.1)  # its decaying curve: lambda * alpha from the first to the second, linearly
 
 
 def runs(config: Config, panel: str) -> list[tuple[str, Config, tuple[dict, ...]]]:
@@ -30,8 +32,10 @@ def runs(config: Config, panel: str) -> list[tuple[str, Config, tuple[dict, ...]
     if panel == "regulator":
         return [("regulator", config, ({}, {"noise_scale": 0.0}))]
     if panel == "noise":
-        fixed = {"noise_scale": 0.1 / config.initial_alpha, "lr_alpha": 0.0}
-        return [("noise", config, ({}, fixed))]
+        fixed = {"noise_scale": FIXED_NOISE / config.initial_alpha, "lr_alpha": 0.0}
+        decaying = {"noise_scale": DECAY_NOISE[0] / config.initial_alpha,
+                    "noise_decay": 1.0 - DECAY_NOISE[1] / DECAY_NOISE[0], "lr_alpha": 0.0}
+        return [("noise", config, ({}, fixed, decaying))]
     return [(f"steps-T{t}", config.replace(diffusion_steps=t), ({},)) for t in DIFFUSION_STEPS]
 
 
