@@ -60,6 +60,10 @@ class Agent(Protocol):
     def exported_action(self, export: dict[str, Any], obs: jax.Array, key: jax.Array, deterministic: bool) -> jax.Array:
         """Actions from one run's `policy_export` (no batch axis): eval_action's if deterministic, else behaviour's."""
 
+    def action_value(self, state: AgentState, obs: jax.Array, action: jax.Array) -> jax.Array:
+        """The critics' estimate of Q(s, a) that the actor maximises (the minimum over twin critics'
+        means): obs (N, S), action (N, A) -> (N,). For analyses (Fig. 2's value function); not used in training."""
+
     def policy_export(self, state: AgentState, hparams: HParams) -> dict[str, Any]:
         """What `mjx_dacer.policy.save_policy` stores of the policy, as its keyword arguments.
 

@@ -88,14 +88,16 @@ class Checkpointer:
     def steps(self) -> list[int]:
         return sorted(self.manager.all_steps())
 
-    def restore(self, abstract_state: Any) -> Restored:
+    def restore(self, abstract_state: Any, prune: bool = True) -> Restored:
         """The newest checkpoint that restores and matches its checksums.
 
-        Newer checkpoints that fail are reported in `skipped` and deleted.
+        Newer checkpoints that fail are reported in `skipped` and, if `prune`, deleted.
 
         Args:
           abstract_state: a pytree of `jax.ShapeDtypeStruct` (e.g. from `jax.eval_shape`)
             with the structure of the saved state.
+          prune: delete the unusable newer ones (a resuming run must, to save those steps
+            again; a reader must not).
         Raises:
           CheckpointError if none is usable.
         """
@@ -124,7 +126,7 @@ class Checkpointer:
                 skipped.append(f"checkpoint {step}: {type(e).__name__}: {str(e).splitlines()[0][:200]}")
                 continue
             # Newer, unusable checkpoints would block saving those steps again.
-            for bad in self.steps():
+            for bad in self.steps() if prune else ():
                 if bad > step:
                     self.manager.delete(bad)
             return Restored(chunks_done=int(meta["chunks_done"]), state=state, rows=list(meta["rows"]),

@@ -1,4 +1,11 @@
-"""Multi-goal analysis (paper Sec. 5.2, Fig. 3): which goals a policy reaches from the paper's start points.
+"""Multi-goal analysis (paper Sec. 5.2, Fig. 2 and 3): the value and action field over the plane, and
+which goals a policy reaches from the paper's start points.
+
+Fig. 2 (`value_field`): over a grid of states covering the plane, the value
+V(s) = E_{a ~ pi(.|s)}[Q(s, a)], estimated as the mean of the critics' Q (the
+`Agent.action_value` the actor maximises) over M behaviour actions per state,
+and those actions themselves, which the figure draws as arrows: a multimodal
+policy's arrows at one state point several ways.
 
 The figures only show multimodality; `goal_counts` and `multimodality` put a
 number on it. From each start point, N trajectories of the policy as it acts
@@ -25,6 +32,29 @@ from mjx_dacer.envs.multigoal import GOALS
 
 START_POINTS = ((0.0, 0.0), (0.5, 0.5), (0.5, -0.5), (-0.5, -0.5), (-0.5, 0.5))  # the paper's Fig. 3
 REACHED_FRACTION = 0.05
+PLANE = 7.0  # the walls: states lie in [-7, 7]^2
+
+
+def value_field(agent, state, hparams, grid: int = 29, samples: int = 32, seed: int = 0):
+    """Fig. 2's data for one run: grid coordinates (G,), V (G, G) and actions (G, G, M, 2).
+
+    V[i, j] and actions[i, j] belong to the state (x = xs[j], y = xs[i]) (the layout matplotlib's
+    contour and quiver read). V is the mean over the M = `samples` behaviour actions of
+    `agent.action_value` at that state, in the critics' units (rewards times reward_scale).
+    `state` and `hparams` are one run's (no run axis; `mjx_dacer.trained.TrainedRun.run`).
+    """
+    xs = np.linspace(-PLANE, PLANE, grid, dtype=np.float32)
+    x, y = np.meshgrid(xs, xs)  # (G, G): x varies along columns
+    states = jnp.repeat(jnp.stack([x.ravel(), y.ravel()], axis=-1), samples, axis=0)  # (G*G*M, 2)
+
+    @jax.jit
+    def field(states, key):
+        actions = agent.behaviour_action(state, states, key, hparams)
+        return actions, agent.action_value(state, states, actions)
+
+    actions, q = field(states, jax.random.PRNGKey(seed))
+    values = np.asarray(q).reshape(grid, grid, samples).mean(axis=-1)
+    return xs, values, np.asarray(actions).reshape(grid, grid, samples, 2)
 
 
 def rollouts(policy, starts=START_POINTS, trajectories: int = 100, steps: int = 100, seed: int = 0):

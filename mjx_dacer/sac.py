@@ -111,6 +111,10 @@ class SAC:
             return self.mean_action(export["policy_params"], obs)
         return self.sample(export["policy_params"], obs, key)[0]
 
+    def action_value(self, state: SacState, obs: jax.Array, action: jax.Array) -> jax.Array:
+        """min_j Q_j(s, a), as the actor's loss reads it. (N, S), (N, A) -> (N,)."""
+        return jnp.min(self.q_values(state.critic_params, obs, action), axis=0)
+
     # ------------------------------------------------------------- the critics
     def q_values(self, critic_params: Params, obs: jax.Array, action: jax.Array) -> jax.Array:
         """The twin critics' action values: (2, N). DSAC-T's are the means of its return distributions."""

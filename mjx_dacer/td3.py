@@ -99,6 +99,10 @@ class TD3:
         del key  # deterministic
         return self.policy_net.apply(state.policy_params, obs)
 
+    def action_value(self, state: TD3State, obs: jax.Array, action: jax.Array) -> jax.Array:
+        """min over the critics (TD3's clipped double Q; DDPG's one critic). (N, S), (N, A) -> (N,)."""
+        return jnp.min(self.critic_net.apply(state.critic_params, obs, action), axis=0)
+
     def policy_export(self, state: TD3State, hparams: HParams) -> dict[str, Any]:
         """The actor's parameters of each run (log_alpha and noise_scale are DACER's: zeros)."""
         zeros = jnp.zeros_like(hparams.noise_scale)
