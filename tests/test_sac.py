@@ -113,7 +113,7 @@ def test_sac_learns_multigoal_in_the_shared_program(algo):
     assert final > -700 and final > untrained + 300, (untrained, rows["eval_return"])
 
 
-@pytest.mark.parametrize("algo", ["sac", "td3"])
+@pytest.mark.parametrize("algo", ["sac", "dsac-t", "td3", "ddpg"])
 def test_baseline_through_the_cli_resumes_exactly_and_evaluates(algo, tmp_path):
     """`mjx-dacer train --algo ALGO`: a run stopped after its first checkpoint and resumed writes the same
     metrics.csv as the uninterrupted run; its policy.msgpack loads as that agent and `eval` runs it."""
@@ -136,10 +136,10 @@ def test_baseline_through_the_cli_resumes_exactly_and_evaluates(algo, tmp_path):
     full = tmp_path / "full"
     out = cli("train", "--algo", algo, "--config", "multigoal", "--seeds", "2", *sets, "--out", str(full))
     assert out.returncode == 0, out.stderr
-    assert ("alpha" in out.stdout) == (algo == "sac")
+    assert ("alpha" in out.stdout) == (algo in ("sac", "dsac-t"))
     _, config, _ = RunDir.open(full)
     assert (config.algo, config.activation) == (algo, "gelu")
-    if algo == "sac":
+    if algo in ("sac", "dsac-t"):
         assert (config.initial_alpha, config.lr_alpha, config.target_entropy_factor) == (0.272, 3e-4, 1.0)
     # The same run as if stopped after chunk 2: its newest checkpoint deleted, then resumed.
     cut = tmp_path / "cut"
@@ -152,7 +152,7 @@ def test_baseline_through_the_cli_resumes_exactly_and_evaluates(algo, tmp_path):
     assert "resuming after chunk 2" in resumed.stdout
     assert report.read_rows(cut / "metrics.csv") == report.read_rows(full / "metrics.csv")
     policy = load_policy(full, run=1)
-    assert type(policy.agent).__name__ == algo.upper()
+    assert type(policy.agent).__name__ == algo.upper().replace("-", "")
     action = policy(np.zeros((3, 2), np.float32))
     assert action.shape == (3, 2) and np.all(np.abs(action) <= 1)
     evaluated = cli("eval", str(full), "--episodes", "2")
