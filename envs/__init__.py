@@ -27,7 +27,7 @@ if _sys.platform.startswith("linux") and not _os.environ.get("DISPLAY") and "MUJ
 from mjx_dacer.envs.base import compiler_options, jit  # noqa: E402
 from mjx_dacer.envs.physics import DEFAULT_PROFILE, PROFILES  # noqa: E402
 from mjx_dacer.envs.registry import make, names, options, preset  # noqa: E402
-from mjx_dacer.envs.render import RenderError, render, write_video  # noqa: E402
+from mjx_dacer.envs.render import RenderError, can_render, render, write_video  # noqa: E402
 from mjx_dacer.envs.wrappers import TrainingWrapper  # noqa: E402
 
 __all__ = [
@@ -35,6 +35,7 @@ __all__ = [
     "PROFILES",
     "RenderError",
     "TrainingWrapper",
+    "can_render",
     "compiler_options",
     "jit",
     "make",

@@ -10,7 +10,8 @@ action each step; four goals sit at (+-5, 0) and (0, +-5).
   s0 ~ N(0, 0.1^2 I); episodes are cut at 100 steps (by the wrappers).
 
 Observation (2): the position. No physics engine: ``State.pipeline_state``
-is the `PointState` (the position), so rendering does not apply.
+is the `PointState` (the position); `mjx_dacer.envs.render` draws it on the
+plane with the goals.
 """
 
 from __future__ import annotations
@@ -27,9 +28,23 @@ GOALS = ((5.0, 0.0), (-5.0, 0.0), (0.0, 5.0), (0.0, -5.0))
 
 @struct.dataclass
 class PointState:
-    """Pipeline state of MultiGoal. pos: (2,)."""
+    """Pipeline state of MultiGoal. pos: (2,).
+
+    ``qpos`` / ``qvel`` name it as a MuJoCo state is named, so evaluation can record and
+    `mjx_dacer.envs.render` draw an episode of this task as of the others: the point's
+    generalized coordinates are its position; it has no velocity of its own (an action
+    moves it directly), so ``qvel`` is zero.
+    """
 
     pos: jax.Array
+
+    @property
+    def qpos(self) -> jax.Array:
+        return self.pos
+
+    @property
+    def qvel(self) -> jax.Array:
+        return jnp.zeros_like(self.pos)
 
 
 class MultiGoal(Env):

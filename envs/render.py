@@ -49,9 +49,11 @@ def render(
     """
     env = env.unwrapped
     model = getattr(env, "mj_model", None)
-    if model is None:
-        raise ValueError(f"{env!r} has no MuJoCo model to render (MultiGoal is plain JAX)")
     qpos, qvel = _trajectory(states)
+    if model is None and hasattr(env, "goals"):
+        return _render_plane(env, qpos, height, width)
+    if model is None:
+        raise ValueError(f"{env!r} has no MuJoCo model to render")
     data = mujoco.MjData(model)
     renderer = _renderer(model, height, width)
     view = camera if camera is not None else _free_camera(model, getattr(env, "camera_config", {}))
@@ -64,6 +66,46 @@ def render(
             frames[t] = renderer.render()
     finally:
         renderer.close()
+    return frames
+
+
+def can_render(env: Any) -> bool:
+    """Whether `render` can draw this task: a MuJoCo model, or MultiGoal's plane."""
+    env = env.unwrapped
+    return getattr(env, "mj_model", None) is not None or hasattr(env, "goals")
+
+
+PLANE_COLOURS = {"path": "tab:blue", "point": "red", "goal": "black"}
+
+
+def _render_plane(env: Any, positions: np.ndarray, height: int, width: int) -> np.ndarray:
+    """MultiGoal frames: the plane (walls at the axes' edges), the goals' circles, the path so far
+    and the point. positions (T, 2) -> uint8 (T, height, width, 3); the axes fill the frame, so
+    pixel (col, row) = ((x + wall) / (2 wall) * width, (wall - y) / (2 wall) * height)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    wall = env.options.wall
+    dpi = 100
+    fig = plt.figure(figsize=(width / dpi, height / dpi), dpi=dpi)
+    ax = fig.add_axes((0.0, 0.0, 1.0, 1.0))
+    ax.set(xlim=(-wall, wall), ylim=(-wall, wall))
+    ax.set_axis_off()
+    for gx, gy in np.asarray(env.goals):
+        ax.add_patch(plt.Circle((gx, gy), env.options.goal_radius, fill=False, color=PLANE_COLOURS["goal"]))
+    path, = ax.plot([], [], color=PLANE_COLOURS["path"], lw=1.5)
+    point, = ax.plot([], [], "o", color=PLANE_COLOURS["point"], markersize=6)
+    frames = np.empty((len(positions), height, width, 3), np.uint8)
+    try:
+        for t in range(len(positions)):
+            path.set_data(positions[: t + 1, 0], positions[: t + 1, 1])
+            point.set_data(positions[t : t + 1, 0], positions[t : t + 1, 1])
+            fig.canvas.draw()
+            frames[t] = np.asarray(fig.canvas.buffer_rgba())[:height, :width, :3]
+    finally:
+        plt.close(fig)
     return frames
 
 

@@ -39,10 +39,25 @@ def test_render_sequence_and_stacked_states(hopper_states):
     assert _frames(env, states[:1], height=32, width=32, camera="track").shape == (1, 32, 32, 3)
 
 
-def test_render_rejects_multigoal():
+def test_multigoal_is_drawn_on_the_plane_with_the_point_where_it_is():
+    """The red point's pixel centroid lies where the plane's linear map puts each position (the axes fill
+    the frame: col = (x + 7) / 14 * width, row = (7 - y) / 14 * height)."""
+    import numpy as np
+
     env = envs.make("MultiGoal-v0")
-    with pytest.raises(ValueError, match="no MuJoCo model"):
-        envs.render(env, [env.reset(jax.random.PRNGKey(0))])
+    assert envs.can_render(env)
+    positions = np.array([[-6.0, 3.0], [0.0, 0.0], [2.5, -4.0], [6.0, 6.0]], np.float32)
+    frames = envs.render(env, [env.state_from(jax.numpy.asarray(p)) for p in positions], height=140, width=280)
+    assert frames.shape == (4, 140, 280, 3) and frames.dtype == np.uint8
+    red = (frames[..., 0] > 200) & (frames[..., 1] < 60) & (frames[..., 2] < 60)
+    for t, (x, y) in enumerate(positions):
+        rows, cols = np.nonzero(red[t])
+        assert rows.size > 10
+        assert abs(cols.mean() - (x + 7) / 14 * 280) < 1.5 and abs(rows.mean() - (7 - y) / 14 * 140) < 1.5
+    # The goals' circles: dark pixels on the circle of radius 1 around (5, 0), none at its centre.
+    col, row = int(round(12 / 14 * 280)), int(round(7 / 14 * 140))
+    assert frames[0, row, col].min() > 200  # the centre of the goal is background
+    assert frames[0, row - 10:row + 11, int(round(11 / 14 * 280))].min() < 100  # its left edge, x = 4
 
 
 def test_write_gif_and_mp4(tmp_path):

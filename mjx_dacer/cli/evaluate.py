@@ -120,6 +120,21 @@ def _has_gymnasium_version(env_name: str) -> bool:
     return env_name in gymnasium.envs.registry
 
 
+def _refuse_ppo(path: pathlib.Path) -> None:
+    """A ppo run directory holds brax's params, not policy.msgpack: a one-line ConfigError saying so."""
+    import yaml
+
+    config = path / "config.yaml"
+    try:
+        values = yaml.safe_load(config.read_text()) if config.is_file() else None
+    except yaml.YAMLError:
+        return  # not a run directory this check can read: load_policy names the problem
+    if isinstance(values, dict) and values.get("algo") == "ppo":
+        raise ConfigError(f"{path} is a ppo run: its policies are brax's params (ppo_params_seed*.pkl, "
+                          "brax.io.model.load_params), which mjx-dacer eval does not read; it evaluates the "
+                          "policy.msgpack of the algorithms trained by the shared program")
+
+
 def _load(path: pathlib.Path, run: int, seed: int):
     from mjx_dacer.policy import load_policy
 
@@ -148,6 +163,7 @@ def run(args: argparse.Namespace) -> int:
     if not args.all_runs and args.run < 0:
         raise ConfigError(f"--run must be >= 0, got {args.run}")
 
+    _refuse_ppo(args.run_dir)
     # mjx_dacer.envs first: it picks the headless OpenGL backend before mujoco is imported.
     from mjx_dacer import envs
 
@@ -171,7 +187,7 @@ def run(args: argparse.Namespace) -> int:
         needs_mjx = "mjx" in backends or (want_video and video_traj is None)
         if needs_mjx and env is None:
             env = envs.make(config.env, physics=config.physics)
-            renderable = getattr(env, "mj_model", None) is not None
+            renderable = envs.can_render(env)
             # One compile for every run: the params are an argument, the structure is shared.
             rollout = envs.jit(env, functools.partial(mjx_episodes, env, policy.act),
                                static_argnames=("num_episodes", "episode_length", "record"))
@@ -213,7 +229,7 @@ def _write_video(env, traj: _Trajectory | None, path: pathlib.Path, renderable: 
     from mjx_dacer import envs
 
     if not renderable or traj is None:
-        print(f"warning: no video: {env_name} has no MuJoCo model to render", flush=True)
+        print(f"warning: no video: {env_name} cannot be rendered", flush=True)
         return
     print(f"rendering {len(traj.qpos)} frames to {path}...", flush=True)
     try:
