@@ -5,6 +5,8 @@ so the training program, buffer, evaluation, checkpoints and the runner are
 the same for all of them. `defaults(algo)` is what `mjx-dacer train --algo
 NAME` layers over a task's preset (and under `--set`): for the baselines, the
 paper's Table 2 settings (DACER_SPEC §9); DACER's own are the presets.
+PPO is named here too (`names`, `defaults`), but it is on-policy and runs
+through brax's trainer (`mjx_dacer.ppo`): `make_agent` refuses it.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from mjx_dacer.config import Config
+from mjx_dacer.config import Config, ConfigError
 
 # Table 2 / DACER_SPEC §9, shared by every task: 3 x 256 GeLU networks, 30k warm-up,
 # alpha0 0.272 with step size 3e-4, H_target = -dim(A).
@@ -35,17 +37,31 @@ _AGENTS: dict[str, tuple[str, str, dict[str, Any]]] = {
     "ddpg": ("mjx_dacer.td3", "DDPG", _DETERMINISTIC),
 }
 
+# On-policy algorithms run through brax's trainer (mjx_dacer.ppo), not the shared program: no agent,
+# no replay buffer and no warm-up. name -> settings layered over a task's preset (Table 2's networks).
+_ON_POLICY: dict[str, dict[str, Any]] = {
+    "ppo": {**_DETERMINISTIC, "warmup_steps": 0},
+}
+
 
 def names() -> tuple[str, ...]:
-    return tuple(_AGENTS)
+    return tuple(_AGENTS) + tuple(_ON_POLICY)
+
+
+def on_policy(algo: str) -> bool:
+    """Whether `algo` runs through brax's trainer (`mjx_dacer.ppo`) instead of the shared program."""
+    return algo in _ON_POLICY
 
 
 def defaults(algo: str) -> dict[str, Any]:
     """The config values `--algo algo` sets over a task's preset (a copy)."""
-    return dict(_AGENTS[algo][2])
+    return dict(_ON_POLICY[algo] if on_policy(algo) else _AGENTS[algo][2])
 
 
 def make_agent(config: Config, obs_size: int, action_size: int):
-    """The agent `config.algo` names, for a task with these sizes."""
+    """The agent `config.algo` names, for a task with these sizes (ConfigError for an on-policy algorithm)."""
+    if on_policy(config.algo):
+        raise ConfigError(f"{config.algo} is on-policy: it runs through brax's trainer, not the shared program "
+                          f"(mjx-dacer train --algo {config.algo}, or mjx_dacer.ppo.run)")
     module, cls, _ = _AGENTS[config.algo]
     return getattr(importlib.import_module(module), cls)(config, obs_size, action_size)

@@ -38,7 +38,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--resume", type=pathlib.Path, metavar="RUN_DIR",
                    help="continue an interrupted run from its newest usable checkpoint (its config is reused; "
                         "--env/--config/--set/--seeds, if given, must match it)")
-    p.add_argument("--on-divergence", choices=("stop", "drop"), default="stop",
+    # No argparse default: --algo ppo refuses the option only when it is given.
+    p.add_argument("--on-divergence", choices=("stop", "drop"),
                    help="when a run produces a non-finite loss, Q value or parameter: stop at the end of the "
                         "chunk keeping the last good checkpoint (default), or drop: freeze that run at its last "
                         "good state and continue the others")
@@ -117,6 +118,9 @@ def _resume_target(args: argparse.Namespace, grid_specs: Sequence[str]):
     if not run_dir.is_dir():
         raise ConfigError(f"--resume {run_dir}: no such directory; pass the run directory of an earlier run")
     stored_dir, config, spec = RunDir.open(run_dir)
+    if "ppo" in (config.algo, args.algo):
+        raise ConfigError(f"--resume {run_dir}: ppo runs through brax's trainer, which writes no checkpoints and "
+                          "cannot continue a run exactly; start a new run with --out (or --overwrite)")
     if not stored_dir.has_checkpoint():
         raise ConfigError(f"--resume {run_dir}: the run stopped before its first checkpoint; start it again with "
                           "--overwrite (or lower checkpoint_interval)")
@@ -149,13 +153,32 @@ def _run(args: argparse.Namespace, grid_specs: Sequence[str]) -> int:
         if seeds < 1:
             raise ConfigError(f"--seeds must be >= 1, got {seeds}")
         config = resolve_config(args)
+        if config.algo == "ppo":
+            return _train_ppo(args, config, grid_specs, seeds)
         spec = RunSpec(grid=parse_grid(grid_specs), seeds=tuple(range(seeds)))
         spec.validate(config)  # every grid point, before anything is written
         out = prepare_out_dir(args, config.env)
     maybe_initialize_distributed()
     run(config, out, seeds=spec.seeds, grid=spec.grid, progress_fn=lambda line: print(line, flush=True),
-        resume=args.resume is not None, on_divergence=args.on_divergence)
+        resume=args.resume is not None, on_divergence=args.on_divergence or "stop")
     print(f"done: {out}/ (summary.md, metrics.csv, curves.png, tb/, checkpoints/, policy.msgpack)", flush=True)
+    return 0
+
+
+def _train_ppo(args: argparse.Namespace, config, grid_specs: Sequence[str], seeds: int) -> int:
+    """--algo ppo: brax's trainer (`mjx_dacer.ppo`), once the options it cannot honour are refused."""
+    from mjx_dacer import ppo
+
+    if grid_specs:
+        raise ConfigError("--grid: ppo runs through brax's trainer, one config per process (no vmapped grid); "
+                          "run `mjx-dacer train --algo ppo --set KEY=VALUE` once per grid point")
+    if args.on_divergence is not None:
+        raise ConfigError("--on-divergence: ppo runs through brax's trainer, which has no divergence guard; "
+                          "drop the option")
+    ppo.check(config, ppo.PPOSettings())  # before --overwrite removes anything
+    out = prepare_out_dir(args, config.env)
+    ppo.run(config, out, seeds=seeds, progress_fn=lambda line: print(line, flush=True))
+    print(f"done: {out}/ (summary.md, metrics.csv, curves.png, ppo.yaml, ppo_params_seed*.pkl)", flush=True)
     return 0
 
 
