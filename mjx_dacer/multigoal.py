@@ -5,7 +5,9 @@ Fig. 2 (`value_field`): over a grid of states covering the plane, the value
 V(s) = E_{a ~ pi(.|s)}[Q(s, a)], estimated as the mean of the critics' Q (the
 `Agent.action_value` the actor maximises) over M behaviour actions per state,
 and those actions themselves, which the figure draws as arrows: a multimodal
-policy's arrows at one state point several ways.
+policy's arrows at one state point several ways. `draw_value_fields` and
+`draw_trajectories` draw Fig. 2 and 3 (what `mjx-dacer multigoal --field /
+--figure` writes).
 
 The figures only show multimodality; `goal_counts` and `multimodality` put a
 number on it. From each start point, N trajectories of the policy as it acts
@@ -100,3 +102,56 @@ def multimodality(goal: np.ndarray) -> list[dict]:
             "none": float(np.mean(row < 0)),
         })
     return out
+
+
+# ------------------------------------------------------------------ figures
+ARROWS_EVERY = 2  # Fig. 2: arrows on every 2nd grid point, for 4 of the sampled actions: readable, still multimodal
+ARROWS_PER_STATE = 4
+
+
+def _plane_panels(count: int):
+    """A Figure of `count` square panels of the plane side by side, the goals' circles on each.
+    The Figure API, not pyplot: no backend is switched and nothing stays open."""
+    from matplotlib.figure import Figure
+    from matplotlib.patches import Circle
+
+    fig = Figure(figsize=(4.3 * count, 4))
+    axes = fig.subplots(1, count, squeeze=False)[0]
+    for ax in axes:
+        for gx, gy in GOALS:
+            ax.add_patch(Circle((gx, gy), 1.0, fill=False, color="k"))
+        ax.set(xlim=(-PLANE, PLANE), ylim=(-PLANE, PLANE), aspect="equal")
+    return fig, axes
+
+
+def draw_trajectories(panels, path=None):
+    """Fig. 3: one panel per (title, paths (P, N, T + 1, 2)) from `rollouts`; saved to `path` if given.
+    Returns the matplotlib Figure."""
+    fig, axes = _plane_panels(len(panels))
+    for ax, (title, paths) in zip(axes, panels):
+        for start_paths in paths:  # (N, T + 1, 2) per start point
+            for xy in start_paths:
+                ax.plot(xy[:, 0], xy[:, 1], lw=0.5, alpha=0.4)
+        ax.set_title(title)
+    if path is not None:
+        fig.savefig(path, dpi=110, bbox_inches="tight")
+    return fig
+
+
+def draw_value_fields(panels, path=None):
+    """Fig. 2: one panel per (title, (xs, V, actions)) from `value_field`: V(s) as filled contours and
+    behaviour actions as arrows; saved to `path` if given. Returns the matplotlib Figure."""
+    fig, axes = _plane_panels(len(panels))
+    for ax, (title, (xs, values, actions)) in zip(axes, panels):
+        contour = ax.contourf(xs, xs, values, levels=20, cmap="viridis")
+        fig.colorbar(contour, ax=ax, fraction=0.046, label="V(s) (critic units)")
+        pick = slice(None, None, ARROWS_EVERY)
+        x, y = [c[pick, pick] for c in np.meshgrid(xs, xs)]
+        for m in range(min(ARROWS_PER_STATE, actions.shape[2])):
+            a = actions[pick, pick, m]
+            ax.quiver(x, y, a[..., 0], a[..., 1], color="w", alpha=0.7, angles="xy", scale_units="xy", scale=1.5,
+                      width=0.004)
+        ax.set_title(title)
+    if path is not None:
+        fig.savefig(path, dpi=110, bbox_inches="tight")
+    return fig

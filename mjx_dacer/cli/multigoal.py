@@ -59,7 +59,8 @@ def run(args: argparse.Namespace) -> int:
     if args.out is not None:
         args.out.write_text(text + "\n")
     if args.figure is not None:
-        _draw(results, args.figure)
+        multigoal.draw_trajectories([(f"{policy.config.algo}: {run_dir.name}", paths)
+                                     for run_dir, policy, paths, _ in results], args.figure)
         print(f"figure: {args.figure}", flush=True)
     if args.field is not None:
         _draw_fields(args.run_dirs, args.run, args.seed, args.field)
@@ -67,67 +68,15 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _panels(count: int):
-    """A figure of `count` square panels of the plane, side by side, with the goals drawn on each."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from mjx_dacer.envs.multigoal import GOALS
-    from mjx_dacer.multigoal import PLANE
-
-    fig, axes = plt.subplots(1, count, figsize=(4.3 * count, 4), squeeze=False)
-    for ax in axes[0]:
-        for gx, gy in GOALS:
-            ax.add_patch(plt.Circle((gx, gy), 1.0, fill=False, color="k"))
-        ax.set(xlim=(-PLANE, PLANE), ylim=(-PLANE, PLANE), aspect="equal")
-    return fig, axes[0]
-
-
-def _save(fig, path: pathlib.Path) -> None:
-    import matplotlib.pyplot as plt
-
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-
-
-def _draw(results, path: pathlib.Path) -> None:
-    fig, axes = _panels(len(results))
-    for ax, (run_dir, policy, paths, _) in zip(axes, results):
-        for start_paths in paths:  # (N, T + 1, 2) per start point
-            for xy in start_paths:
-                ax.plot(xy[:, 0], xy[:, 1], lw=0.5, alpha=0.4)
-        ax.set_title(f"{policy.config.algo}: {run_dir.name}")
-    _save(fig, path)
-
-
-ARROWS_EVERY = 2  # arrows on every 2nd grid point and for 4 of the sampled actions: readable, still multimodal
-ARROWS_PER_STATE = 4
-
-
 def _draw_fields(run_dirs, run: int, seed: int, path: pathlib.Path) -> None:
-    """Fig. 2: per run directory, V(s) as filled contours and behaviour actions as arrows."""
-    import numpy as np
-
+    """Fig. 2 of each run directory's newest checkpoint, side by side."""
     from mjx_dacer import multigoal, trained
 
-    fields = []
+    panels = []
     for run_dir in run_dirs:
         loaded = trained.load(run_dir)
         if loaded.config.env != "MultiGoal-v0":
             raise ConfigError(f"{run_dir} trained {loaded.config.env}, not MultiGoal-v0")
-        fields.append((run_dir, loaded, multigoal.value_field(loaded.agent, *loaded.run(run), seed=seed)))
-    fig, axes = _panels(len(fields))
-    for ax, (run_dir, loaded, (xs, values, actions)) in zip(axes, fields):
-        contour = ax.contourf(xs, xs, values, levels=20, cmap="viridis")
-        fig.colorbar(contour, ax=ax, fraction=0.046, label="V(s) (critic units)")
-        pick = slice(None, None, ARROWS_EVERY)
-        x, y = [c[pick, pick] for c in np.meshgrid(xs, xs)]
-        for m in range(min(ARROWS_PER_STATE, actions.shape[2])):
-            a = actions[pick, pick, m]
-            ax.quiver(x, y, a[..., 0], a[..., 1], color="w", alpha=0.7, angles="xy", scale_units="xy", scale=1.5,
-                      width=0.004)
-        ax.set_title(f"{loaded.config.algo}: {run_dir.name} (iteration {loaded.iteration})")
-    _save(fig, path)
+        field = multigoal.value_field(loaded.agent, *loaded.run(run), seed=seed)
+        panels.append((f"{loaded.config.algo}: {run_dir.name} (iteration {loaded.iteration})", field))
+    multigoal.draw_value_fields(panels, path)
