@@ -324,6 +324,13 @@ def parse_overrides(pairs: typing.Iterable[str]) -> dict[str, Any]:
     return out
 
 
+def yaml_problem(error: yaml.YAMLError) -> str:
+    """One line: what the parser found and where (1-based line and column, as editors count)."""
+    mark = getattr(error, "problem_mark", None)
+    problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+    return problem if mark is None else f"line {mark.line + 1}, column {mark.column + 1}: {problem}"
+
+
 def load_config(path: str | pathlib.Path | None = None, overrides: Mapping[str, Any] | None = None) -> Config:
     """Load a YAML preset (a path, or a name from ``configs/``) and apply overrides."""
     values: dict[str, Any] = {}
@@ -332,7 +339,7 @@ def load_config(path: str | pathlib.Path | None = None, overrides: Mapping[str, 
         try:
             loaded = yaml.safe_load(file.read_text())
         except yaml.YAMLError as e:
-            raise ConfigError(f"config file {file} is not valid YAML: {str(e).splitlines()[0]}") from None
+            raise ConfigError(f"config file {file} is not valid YAML: {yaml_problem(e)}") from None
         if loaded is None:
             loaded = {}
         if not isinstance(loaded, dict):

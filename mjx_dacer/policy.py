@@ -125,6 +125,18 @@ def save_policy(
     return write_atomically(path, serialization.msgpack_serialize(envelope))
 
 
+def export_policy(run_dir: PathLike, config: Config, agent, state: Any, hparams: Any, labels: Sequence[str],
+                  seeds: Sequence[int], iteration: int, obs_size: int, action_size: int) -> pathlib.Path:
+    """Write ``RUN_DIR/policy.msgpack`` from a batched agent state: what the agent exports of each run.
+
+    state, hparams: the agent's state and HParams with the run axis (the runner's, or a checkpoint's
+    via `mjx_dacer.trained`); the run at every checkpoint and `mjx-dacer export` both call this.
+    """
+    policy = jax.device_get(agent.policy_export(state, hparams))  # each run's own hyperparameters (a sweep's)
+    return save_policy(pathlib.Path(run_dir) / FILENAME, config, labels=labels, seeds=seeds, iteration=iteration,
+                       obs_size=obs_size, action_size=action_size, **policy)
+
+
 def _check_params(config: Config, obs_size: int, action_size: int, params: Params) -> None:
     """The params (one run) must have exactly the shapes the config's network has for (S, A)."""
     agent = make_agent(config, obs_size, action_size)
@@ -179,14 +191,14 @@ def read_artifact(path: PathLike) -> dict[str, Any]:
     except Exception:  # msgpack raises many kinds of errors on foreign or truncated data
         envelope = None
     if not isinstance(envelope, dict) or envelope.get("format") != FORMAT:
-        raise PolicyFileError(f"{file} is not an mjx_dacer policy artifact (written by save_policy / "
-                              "mjx-dacer train), or it is truncated")
+        raise PolicyFileError(f"{file} is corrupt or truncated, or not an mjx_dacer policy file "
+                              f"(written by mjx-dacer train){_recovery_hint(file)}")
     if not isinstance(envelope.get("version"), int) or envelope["version"] > VERSION:
         raise PolicyFileError(f"{file} has policy format version {envelope.get('version')!r}; this mjx_dacer "
                               f"reads up to {VERSION}: upgrade mjx_dacer")
     payload = envelope.get("body")
     if not isinstance(payload, bytes) or checksums(payload) != [envelope.get("crc32")]:
-        raise PolicyFileError(f"{file} is damaged (checksum mismatch): re-copy it or take it from the run again")
+        raise PolicyFileError(f"{file} is corrupt or truncated (checksum mismatch){_recovery_hint(file)}")
     try:
         body = serialization.msgpack_restore(payload)
     except Exception:  # a checksum that matches a body msgpack cannot read: not written by save_policy
@@ -199,6 +211,16 @@ def read_artifact(path: PathLike) -> dict[str, Any]:
     except ValueError as e:  # ConfigError included
         raise PolicyFileError(f"{file}: its stored config does not load ({str(e).splitlines()[0]})") from None
     return body
+
+
+def _recovery_hint(file: pathlib.Path) -> str:
+    """Where a good copy can come from: the run's checkpoints, if the file sits in a run directory with some."""
+    checkpoints = file.parent / "checkpoints"
+    steps = sorted(int(p.name) for p in checkpoints.iterdir() if p.name.isdigit()) if checkpoints.is_dir() else []
+    if steps:
+        return (f"; re-export it from the newest checkpoint ({checkpoints}/{steps[-1]}): "
+                f"mjx-dacer export {file.parent}")
+    return "; copy it again from where it was trained"
 
 
 def load_policy(path: PathLike, run: int = 0, deterministic: bool = True, seed: int = 0) -> Policy:

@@ -1,4 +1,4 @@
-"""Run outputs: metrics.csv rows, learning curves (mean and 95% CI over seeds), summary.md;
+"""Run outputs: metrics.csv rows, learning curves (mean and bootstrap 95% CI over seeds), summary.md;
 and across run directories: the paper's Table 1 and curves per task (`mjx-dacer table`, `mjx-dacer plot`).
 
 The functions across runs read run directories only (config.yaml, metrics.csv);
@@ -39,22 +39,21 @@ def append_rows(path: pathlib.Path, rows: Sequence[dict]) -> None:
 
 
 def _parse(value: str):
-    try:
-        return float(value)
-    except ValueError:
-        return value
+    if value == "":
+        return None  # a value that does not exist (e.g. losses before the first update)
+    for kind in (int, float):
+        try:
+            return kind(value)
+        except ValueError:
+            pass
+    return value
 
 
 def read_rows(path: pathlib.Path) -> list[dict]:
-    """Rows of metrics.csv; numbers as floats, the label and other text as strings."""
+    """Rows of metrics.csv; integers as ints, other numbers as floats, blanks as None, the label and other
+    text as strings (the rows the run wrote, as `sinks.chunk_rows` made them)."""
     with path.open() as f:
         return [{k: (v if k == "label" else _parse(v)) for k, v in row.items()} for row in csv.DictReader(f)]
-
-
-def _t_quantile_975(dof: int) -> float:
-    """Student-t 97.5% quantile (two-sided 95% CI) for small sample sizes."""
-    table = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262}
-    return table.get(dof, 1.96 if dof > 30 else 2.0 + 2.5 / dof)
 
 
 def curves_by_label(rows: Iterable[dict]) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
@@ -67,35 +66,84 @@ def curves_by_label(rows: Iterable[dict]) -> dict[str, tuple[np.ndarray, np.ndar
     out = {}
     for label, by_seed in grouped.items():
         iters = sorted(set.intersection(*(set(v) for v in by_seed.values())))
-        returns = np.array([[by_seed[s][i] for i in iters] for s in sorted(by_seed)])
+        # dtype float: a run held by the divergence guard has blank (None) returns, which become NaN.
+        returns = np.array([[by_seed[s][i] for i in iters] for s in sorted(by_seed)], dtype=float)
         out[label] = (np.array(iters), returns, np.array([steps[i] for i in iters]))
     return out
 
 
-def write_curves(rows: Sequence[dict], path: pathlib.Path, title: str) -> None:
-    """Plot evaluation return vs iterations: mean over seeds with a 95% t-interval."""
-    import matplotlib
+def seed_band(returns: np.ndarray) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray] | None]:
+    """returns (S, P) per seed and point -> (mean (P,), band): the mean over the finite seeds of each point
+    (`finite_mean`) and its bootstrap 95% CI over seeds (`bootstrap_ci`: (lo, hi), NaN where fewer than
+    2 seeds are finite); band None for a single seed.
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    With few seeds a t-interval is very wide (its quantile is 12.7 for 2 seeds); the bootstrap interval
+    of the mean stays within the seeds' range.
+    """
+    returns = np.asarray(returns, dtype=float)
+    return finite_mean(returns), (bootstrap_ci(returns) if returns.shape[0] > 1 else None)
 
-    fig, ax = plt.subplots(figsize=(7, 4.2))
+
+def env_steps_map(rows: Iterable[dict]) -> tuple[float, float] | None:
+    """(offset, per_iteration) with env_steps = offset + per_iteration * iteration for every row: offset is
+    the warm-up's env steps, per_iteration the env steps of one iteration (num_envs). Read from the rows'
+    own iteration and env_steps columns; None if they do not fix one such line (fewer than 2 distinct
+    iterations) or do not lie on one."""
+    pairs = {(int(r["iteration"]), int(r["env_steps"])) for r in rows}
+    iters = sorted({i for i, _ in pairs})
+    if len(iters) < 2 or len(pairs) != len(iters):
+        return None
+    steps = dict(pairs)
+    per_iteration = (steps[iters[-1]] - steps[iters[0]]) / (iters[-1] - iters[0])
+    offset = steps[iters[0]] - per_iteration * iters[0]
+    if per_iteration <= 0 or any(abs(offset + per_iteration * i - e) > 0.5 for i, e in pairs):
+        return None
+    return offset, per_iteration
+
+
+def write_curves(rows: Sequence[dict], path: pathlib.Path, title: str):
+    """Plot evaluation return vs iterations, one line per grid point; returns the matplotlib Figure.
+
+    Each line is the mean over seeds (`seed_band`) with a bootstrap 95% CI of the mean as a band (none
+    for a single seed; the legend says so). Iteration 0 is the untrained policy, evaluated at the end of
+    the warm-up. The top axis gives env steps (warm-up included), by `env_steps_map` of the rows.
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import EngFormatter
+
+    fig = Figure(figsize=(7, 4.6))
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    banded = False
     for label, (iters, returns, _) in curves_by_label(rows).items():
-        # Runs held by the divergence guard have NaN returns: average over the others.
-        mean = np.nanmean(returns, axis=0)
+        mean, band = seed_band(returns)  # runs held by the divergence guard (NaN returns) are left out per point
         n = returns.shape[0]
-        if n > 1:
-            half = _t_quantile_975(n - 1) * np.nanstd(returns, axis=0, ddof=1) / math.sqrt(n)
-            ax.fill_between(iters, mean - half, mean + half, alpha=0.25)
-        ax.plot(iters, mean, marker="o", markersize=3, label=f"{label} ({n} seed{'s' if n > 1 else ''})")
-    ax.set_xlabel("iterations (gradient updates; env steps = iterations x num_envs)")
+        frozen = int((~np.isfinite(returns)).any(axis=1).sum())
+        note = f"{n} seed{'' if n == 1 else 's'}" + (f", {frozen} frozen" if frozen else "")
+        (line,) = ax.plot(iters, mean, marker="o", markersize=3, label=f"{label} ({note})")
+        if band is not None:
+            ax.fill_between(iters, *band, color=line.get_color(), alpha=0.25, linewidth=0)
+            banded = True
+    ax.set_xlabel("iterations after the warm-up (0: the untrained policy)")
     ax.set_ylabel("evaluation return")
+    mapping = env_steps_map(rows)
+    if mapping is not None:
+        offset, per_iteration = mapping
+        top = ax.secondary_xaxis("top", functions=(lambda i: offset + per_iteration * i,
+                                                   lambda e: (e - offset) / per_iteration))
+        top.set_xlabel(f"env steps (warm-up included: {offset:,.0f}; {per_iteration:,.0f} per iteration)",
+                       fontsize=9)
+        top.xaxis.set_major_formatter(EngFormatter(sep=""))
     ax.set_title(title)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    caption = (f"mean over seeds; band: bootstrap 95% CI of the mean ({BOOTSTRAP_RESAMPLES} resamples)"
+               if banded else "one seed: no band")
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=8, title=caption, title_fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
+    return fig
 
 
 def summary_markdown(rows: Sequence[dict], total_iterations: int, title: str) -> str:
@@ -142,7 +190,7 @@ class RunResults:
       algo: config.yaml's `algo` (lower case), "dacer" when the key is absent.
       total_iterations: config.yaml's `total_iterations` (the metric's last 10% are relative to it).
       seed_offset: config.yaml's `seed`; the row seed s ran with PRNGKey(seed_offset + s).
-      rows: metrics.csv's evaluation rows (`read_rows`): those with a numeric eval_return (NaN included).
+      rows: metrics.csv's evaluation rows (`read_rows`); a held run's blank eval_return as NaN.
     """
 
     path: pathlib.Path
@@ -218,7 +266,9 @@ def open_run(path: str | pathlib.Path) -> RunResults:
     missing = [c for c in _NEEDED_COLUMNS if c not in header]
     if missing:
         raise ConfigError(f"{run_dir.metrics} lacks the column(s) {', '.join(missing)}; is it a run's metrics.csv?")
-    rows = tuple(r for r in read_rows(run_dir.metrics) if isinstance(r["eval_return"], float))
+    # A held run's rows have a blank eval_return: kept, as NaN (its seed is then left out of the table).
+    rows = tuple({**r, "eval_return": math.nan if r["eval_return"] is None else float(r["eval_return"])}
+                 for r in read_rows(run_dir.metrics) if isinstance(r["eval_return"], (int, float, type(None))))
     if not rows:
         raise ConfigError(f"{run_dir.metrics} has no evaluation rows (no eval_return values yet)")
     return RunResults(path=run_dir.path, task=config.env, algo=str(raw.get("algo", DEFAULT_ALGO)).lower(),
@@ -456,8 +506,9 @@ def plot_by_task(groups: Mapping[GroupKey, Sequence[SeedCurve]], path: pathlib.P
         ax.set_ylabel("evaluation return")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
-    fig.suptitle(f"Evaluation return: mean over seeds; band: bootstrap 95% CI of the mean "
+    # Two lines: with a single task the figure is too narrow for one.
+    fig.suptitle(f"Evaluation return: mean over seeds; band: bootstrap 95% CI of the mean\n"
                  f"({BOOTSTRAP_RESAMPLES} resamples over seeds; no band with one seed)", fontsize=10)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=110, bbox_inches="tight")  # nothing cropped, whatever the title's length
     return fig

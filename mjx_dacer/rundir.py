@@ -1,7 +1,8 @@
 """A run directory: what it holds, where each file is, and its config.yaml.
 
     RUN_DIR/
-      config.yaml      the resolved Config, the seeds and the grid (`RunDir.create`; read by `RunDir.open`)
+      config.yaml      the resolved Config, the seeds and the grid (`RunDir.create`; read by `RunDir.open`;
+                       rewritten by a resume that makes the run longer)
       metrics.csv      one row per evaluation point and run (`sinks.CsvSink`)
       tb/              TensorBoard events, one folder per run (`sinks.TensorBoardSink`)
       curves.png       evaluation return over iterations (`sinks.ReportSink`)
@@ -88,9 +89,15 @@ class RunDir:
         cls.check_new(path)
         path.mkdir(parents=True, exist_ok=True)
         run_dir = cls(path)
-        resolved = {**to_dict(config), "seeds": list(spec.seeds), "grid": [dict(g) for g in spec.grid]}
-        run_dir.config.write_text(yaml.safe_dump(resolved, sort_keys=False))
+        run_dir.write_config(config, spec)
         return run_dir
+
+    def write_config(self, config: Config, spec: RunSpec) -> None:
+        """config.yaml: the resolved config, the seeds and the grid (atomically: a resume may rewrite it)."""
+        from mjx_dacer.artifact_io import write_atomically
+
+        resolved = {**to_dict(config), "seeds": list(spec.seeds), "grid": [dict(g) for g in spec.grid]}
+        write_atomically(self.config, yaml.safe_dump(resolved, sort_keys=False).encode())
 
     @staticmethod
     def check_new(path: pathlib.Path) -> None:
@@ -109,5 +116,35 @@ class RunDir:
         grid = tuple(dict(g) for g in values.pop("grid", ({},)))
         return run_dir, from_dict(values), RunSpec(grid=grid, seeds=seeds)
 
+    def checkpoint_steps(self) -> list[int]:
+        """The chunk counts of the checkpoints on disk, oldest first (whether each is usable is the
+        `checkpoint.Checkpointer`'s to find out)."""
+        if not self.checkpoints.is_dir():
+            return []
+        return sorted(int(p.name) for p in self.checkpoints.iterdir() if p.name.isdigit())
+
     def has_checkpoint(self) -> bool:
-        return self.checkpoints.is_dir() and any(p.name.isdigit() for p in self.checkpoints.iterdir())
+        return bool(self.checkpoint_steps())
+
+
+def resumed_config(stored: Config, requested: Config) -> Config:
+    """The config a resumed run goes on with: `stored`, or `stored` with a larger total_iterations.
+
+    Only the run's length can change on a resume (the state and the chunks done so far stay
+    valid); any other key that differs is named in the ConfigError.
+    """
+    before, after = to_dict(stored), to_dict(requested)
+    changed = [k for k in before if before[k] != after[k] and k != "total_iterations"]
+    if changed:
+        k = changed[0]
+        more = f" (and {', '.join(changed[1:])})" if changed[1:] else ""
+        raise ConfigError(f"{k} is {before[k]!r} in that run, {after[k]!r} given{more}; a resumed run keeps its "
+                          "config (only total_iterations can grow): drop the option, or start a new run with --out")
+    if requested.total_iterations < stored.total_iterations:
+        raise ConfigError(f"total_iterations {requested.total_iterations} is below the run's "
+                          f"{stored.total_iterations}; a resumed run can only be made longer")
+    if requested.total_iterations > stored.total_iterations and stored.total_iterations % stored.eval_interval:
+        raise ConfigError(f"the run cannot be made longer: its last chunk is shorter than eval_interval "
+                          f"(total_iterations {stored.total_iterations} is not a multiple of "
+                          f"{stored.eval_interval}), so the new chunks would not line up with its checkpoints")
+    return requested

@@ -32,8 +32,8 @@ from mjx_dacer import sinks
 from mjx_dacer.checkpoint import Checkpointer
 from mjx_dacer.config import Config, ConfigError
 from mjx_dacer.errors import RunStopped
-from mjx_dacer.policy import save_policy
-from mjx_dacer.rundir import RunDir, RunSpec
+from mjx_dacer.policy import export_policy
+from mjx_dacer.rundir import RunDir, RunSpec, resumed_config
 from mjx_dacer.train import TrainProgram, TrainState, make_train
 
 ProgressFn = sinks.ProgressFn
@@ -56,6 +56,7 @@ def run_sharding(batch: int) -> NamedSharding | None:
 EXIT_DIVERGED = 3
 SIGNAL_EXIT = {signal.SIGINT: 130, signal.SIGTERM: 143}
 ON_DIVERGENCE = ("stop", "drop")
+SLOW_CHECKPOINT_SECONDS = 5.0  # a checkpoint this slow is always reported
 
 
 class Runner:
@@ -67,7 +68,10 @@ class Runner:
     """
 
     def __init__(self, config: Config, spec: RunSpec, out_dir: pathlib.Path, progress: ProgressFn = print,
-                 program: TrainProgram | None = None, on_divergence: str = "stop", checkpoints_to_keep: int = 2):
+                 program: TrainProgram | None = None, on_divergence: str = "stop", checkpoints_to_keep: int = 2,
+                 track: str | None = None, verbose: bool = False):
+        # W&B logging (`track`: a project name) needs wandb: checked before anything is built or written.
+        sinks.check_tracking_available(track)
         if on_divergence not in ON_DIVERGENCE:
             raise ConfigError(f"on_divergence must be one of {', '.join(ON_DIVERGENCE)}, got {on_divergence!r}")
         self.config = config
@@ -76,6 +80,8 @@ class Runner:
         self.progress = progress
         self.on_divergence = on_divergence
         self.checkpoints_to_keep = checkpoints_to_keep
+        self.verbose = verbose  # a line for every checkpoint, not only the notable ones
+        self._checkpoint_lines = 0
         self.program = program or make_train(config)
         self.batch = len(spec.entries)
         self.sharding = run_sharding(self.batch)
@@ -95,9 +101,11 @@ class Runner:
         self.sinks: list[sinks.Sink] = [
             sinks.ProgressSink(progress, config.total_iterations),
             sinks.CsvSink(self.run_dir),
-            sinks.TensorBoardSink(self.run_dir, self.batch),
+            sinks.TensorBoardSink(self.run_dir),
             sinks.ReportSink(self.run_dir, title, config.total_iterations),
         ]
+        if track is not None:
+            self.sinks.append(sinks.WandbSink(track, self.run_dir, config, spec))
         self._stop_signal: int | None = None  # the first SIGINT / SIGTERM received
         self._abandon = False  # stop now, without finishing the chunk in progress
         self._notice_due = False  # a first Ctrl-C arrived: say what it waits for
@@ -118,15 +126,16 @@ class Runner:
         iteration = self.program.iterations_after(chunks_done)
         self._saved = (chunks_done, iteration)
         # The policy alone, next to the checkpoint: small and independent of the buffer.
-        # Each run's own hyperparameters: a sweep may vary noise_scale.
-        policy = jax.device_get(self.program.agent.policy_export(ts.agent, self.hparams))
-        save_policy(
-            self.run_dir.policy, self.config, labels=self.spec.labels, seeds=[s for _, s in self.spec.entries],
-            iteration=iteration, obs_size=self.program.env.observation_size,
-            action_size=self.program.env.action_size, **policy,
-        )
-        self.progress(f"checkpoint {chunks_done}: {size / 2**20:,.1f} MiB in {seconds:.1f} s "
-                      f"({checkpointer.directory})")
+        export_policy(self.run_dir.path, self.config, self.program.agent, ts.agent, self.hparams,
+                      labels=self.spec.labels, seeds=[s for _, s in self.spec.entries], iteration=iteration,
+                      obs_size=self.program.env.observation_size, action_size=self.program.env.action_size)
+        # Notable: the first one (where they go), a slow one (its cost), or every one with --verbose.
+        chunk_seconds = self._last_chunk_seconds or 0.0
+        slow = seconds > SLOW_CHECKPOINT_SECONDS or (seconds > 1.0 and seconds > 0.25 * chunk_seconds)
+        if self.verbose or slow or not self._checkpoint_lines:
+            self._checkpoint_lines += 1
+            self.progress(f"checkpoint {chunks_done}: {size / 2**20:,.1f} MiB in {seconds:.1f} s "
+                          f"({checkpointer.directory})" + (" (slow)" if slow and not self.verbose else ""))
 
     def _restore(self, checkpointer: Checkpointer) -> tuple[TrainState, int, list[dict]]:
         abstract = jax.eval_shape(self._init, self.keys, self.hparams)
@@ -235,6 +244,8 @@ class Runner:
             sizes = program.chunk_sizes
             if resume:
                 ts, start_chunk, self.metric_rows = self._restore(checkpointer)
+                # Only now, with a usable checkpoint: a run made longer records its new length.
+                self.run_dir.write_config(cfg, self.spec)
             else:
                 start_chunk, self.metric_rows = 0, []
             for sink in self.sinks:
@@ -249,9 +260,14 @@ class Runner:
                    if resume else "")
                 + "; compiling..."
             )
+            if cfg.warmup_iterations > cfg.total_iterations and not resume:
+                self.progress(f"warning: the warm-up ({cfg.warmup_iterations} iterations of random actions) is longer "
+                              f"than the training after it ({cfg.total_iterations} iterations); lower warmup_steps "
+                              "or raise total_iterations unless that is what you want")
             if not resume:
                 ts = self._initial_state()
-            run_seconds, start_iters = 0.0, done_iters  # run time excludes compiles
+            # The ETA: training chunks only (the warm-up updates nothing and runs much faster), compiles excluded.
+            run_seconds, run_iters = 0.0, 0
             for c in range(start_chunk, len(sizes)):
                 n = sizes[c]
                 chunk = self._compiled_chunk(ts, n)
@@ -260,12 +276,14 @@ class Runner:
                 metrics = jax.device_get(metrics)
                 dt = time.perf_counter() - t0
                 self._last_chunk_seconds = dt
-                run_seconds += dt
                 done_iters += n
+                warmup_chunk = c == 0 and cfg.warmup_iterations > 0
+                if not warmup_chunk:
+                    run_seconds, run_iters = run_seconds + dt, run_iters + n
                 result = sinks.ChunkResult(
                     chunk=c + 1, num_chunks=len(sizes), iteration=program.iterations_after(c + 1),
-                    env_steps=done_iters * cfg.num_envs, warmup=c == 0 and cfg.warmup_iterations > 0, seconds=dt,
-                    eta_seconds=run_seconds / max(done_iters - start_iters, 1) * (sum(sizes) - done_iters),
+                    env_steps=done_iters * cfg.num_envs, warmup=warmup_chunk, seconds=dt,
+                    eta_seconds=run_seconds / run_iters * (sum(sizes) - done_iters) if run_iters else None,
                     env_steps_per_second=n * cfg.num_envs * self.batch / dt,
                     updates_per_second=float(np.sum(metrics["updates"])) / dt,
                     rows=sinks.chunk_rows(metrics, self.spec),
@@ -273,12 +291,12 @@ class Runner:
                 self.metric_rows.extend(result.rows)
                 for sink in self.sinks:
                     sink.write(result)
-                diverged = [r for r in result.rows if r["diverged"] == 1.0]
+                diverged = [r for r in result.rows if r["diverged"]]
                 if diverged and self.on_divergence == "stop":
                     first = diverged[0]
                     raise RunStopped(
                         f"stopped: run {first['run']} (seed {first['seed']}) diverged at iteration "
-                        f"{int(first['nonfinite_iteration'])} ('{first['nonfinite_metric']}'); the last good "
+                        f"{first['nonfinite_iteration']} ('{first['nonfinite_metric']}'); the last good "
                         "checkpoint is kept; lower the learning rates, or drop the diverged runs and continue the "
                         "others", EXIT_DIVERGED, diverged=True,
                     )
@@ -311,6 +329,8 @@ def run(
     progress_fn: ProgressFn = print,
     resume: bool = False,
     on_divergence: str = "stop",
+    verbose: bool = False,
+    track: str | None = None,
 ) -> list[dict]:
     """Train DACER and write a run directory: the one-call API behind `mjx-dacer train` and `sweep`.
 
@@ -320,9 +340,13 @@ def run(
       seeds: how many seeds (0..N-1), or which; every grid point runs each.
       grid: HParams overrides per grid point, e.g. [{"lr_actor": 1e-4}, {"lr_actor": 3e-4}].
       progress_fn: receives every progress line (metrics leave through the rows).
-      resume: continue the run in `out` from its newest usable checkpoint
-        (config, seeds and grid are then read from `out`; the ones given are ignored).
+      resume: continue the run in `out` from its newest usable checkpoint (seeds and grid are then
+        read from `out`, and the ones given ignored). `config` is then None (the stored config) or
+        the stored config with a larger total_iterations: the run goes on to the new length.
       on_divergence: "stop" (raise RunStopped, exit code 3) or "drop" (freeze that run).
+      verbose: a progress line for every checkpoint (by default: the first and slow ones only).
+      track: None (no W&B logging) or a Weights & Biases project name: one W&B run per (grid point, seed)
+        (`sinks.WandbSink`); needs wandb (ConfigError before anything is written if it is missing).
     Returns:
       metrics.csv's rows: one dict per evaluation point and (grid point, seed).
     Raises:
@@ -330,7 +354,10 @@ def run(
     """
     out = pathlib.Path(out)
     if resume:
-        _, config, spec = RunDir.open(out)
+        _, stored, spec = RunDir.open(out)
+        if isinstance(config, str):
+            raise ConfigError("resume=True takes None (the stored config) or a Config, not a preset name")
+        config = stored if config is None else resumed_config(stored, config)
     else:
         if config is None:
             raise ConfigError("a config is needed to start a run (None only with resume=True)")
@@ -342,6 +369,7 @@ def run(
         spec = RunSpec(grid=tuple(dict(g) for g in grid) or ({},), seeds=seed_list)
         spec.validate(config)  # every grid point, before anything is written
         RunDir.check_new(out)  # before the program is built
-    runner = Runner(config, spec, out, progress=progress_fn, on_divergence=on_divergence)
+    runner = Runner(config, spec, out, progress=progress_fn, on_divergence=on_divergence, track=track,
+                    verbose=verbose)
     runner.run(resume=resume)
     return runner.metric_rows

@@ -54,6 +54,13 @@ class TrainState:
     frozen: jax.Array  # bool scalar: held at its last good state by the divergence guard
 
 
+def chunk_sizes(cfg: Config) -> list[int]:
+    """Iterations per chunk: the warm-up (if any), full `eval_interval` chunks, a shorter last one if needed."""
+    full, rest = divmod(cfg.total_iterations, cfg.eval_interval)
+    warmup = [cfg.warmup_iterations] if cfg.warmup_iterations else []
+    return warmup + [cfg.eval_interval] * full + ([rest] if rest else [])
+
+
 @dataclasses.dataclass(frozen=True)
 class TrainProgram:
     """The compiled pieces of a run; build with `make_train(config)`.
@@ -78,11 +85,7 @@ class TrainProgram:
 
     @property
     def chunk_sizes(self) -> list[int]:
-        """Iterations per chunk: the warm-up (if any), full `eval_interval` chunks, a shorter last one if needed."""
-        cfg = self.config
-        full, rest = divmod(cfg.total_iterations, cfg.eval_interval)
-        warmup = [cfg.warmup_iterations] if cfg.warmup_iterations else []
-        return warmup + [cfg.eval_interval] * full + ([rest] if rest else [])
+        return chunk_sizes(self.config)
 
     def iterations_after(self, chunks: int) -> int:
         """Reported iteration (counted after the warm-up) at the end of the first `chunks` chunks."""

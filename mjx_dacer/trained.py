@@ -33,6 +33,8 @@ class TrainedRun:
     hparams: HParams  # leaves (R,)
     iteration: int
     state_axes: Any  # the run axis of each leaf of `state`: 0, or None for the shared counters
+    obs_size: int
+    action_size: int
 
     def run(self, index: int) -> tuple[Any, HParams]:
         """The agent state and HParams of run `index` (no run axis)."""
@@ -66,4 +68,5 @@ def load(path: str | pathlib.Path) -> TrainedRun:
         checkpointer.close()
     return TrainedRun(config=config, spec=spec, agent=program.agent, state=restored.state.agent,
                       hparams=hparams, iteration=program.iterations_after(restored.chunks_done),
-                      state_axes=program.state_axes.agent)
+                      state_axes=program.state_axes.agent, obs_size=program.env.observation_size,
+                      action_size=program.env.action_size)

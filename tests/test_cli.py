@@ -61,6 +61,9 @@ def test_help_lists_every_command():
         (["sweep", "--config", "quickstart", "--grid", "hidden_sizes=8,16"], "cannot be swept"),
         (["sweep", "--config", "quickstart", "--grid", "lr_actor=1e-3", "--grid", "lr_actor=3e-4"], "given twice"),
         (["sweep", "--config", "quickstart", "--grid", "lr_actor"], "--grid 'lr_actor' is not of the form"),
+        (["sweep", "--config", "quickstart", "--grid", "noise_scale=0.1,-1"],
+         "--grid point noise_scale=-1: config key 'noise_scale' must be a finite number >= 0"),
+        (["train", "--config", "quickstart", "--set", "noise_scale=nan"], "must be a finite number"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(args, fragment, tmp_path):
@@ -78,6 +81,19 @@ def test_train_writes_the_run_directory_and_refuses_to_overwrite_it(tmp_path):
     out = cli("train", "--config", "multigoal", "--seeds", "2", *sets(), "--out", str(run))
     assert out.returncode == 0, out.stderr
     assert "env steps/s" in out.stdout and "ETA" in out.stdout
+    # The warm-up chunk says what it is; its ETA waits for a training chunk's speed.
+    first = next(line for line in out.stdout.splitlines() if line.startswith("[1/3]"))
+    assert "warm-up: random actions" in first and "untrained policy" in first and "updates/s" not in first
+    assert "alpha" not in first and "ETA after the first training chunk" in first, first
+    # metrics.csv: counters as integers, nothing made up before the first update (blank, not 0).
+    header, *rows = [line.split(",") for line in (run / "metrics.csv").read_text().strip().splitlines()]
+    warmup_row, trained_row = dict(zip(header, rows[0])), dict(zip(header, rows[-1]))
+    assert header[:11] == ["run", "label", "seed", "iteration", "env_steps", "eval_return", "eval_return_std",
+                           "train_return", "train_episodes", "updates", "policy_iterations"]
+    assert header[-4:] == ["frozen", "diverged", "nonfinite_iteration", "nonfinite_metric"]
+    assert warmup_row["alpha"] == warmup_row["critic_loss"] == "" and warmup_row["updates"] == "0"
+    assert float(trained_row["alpha"]) > 0 and trained_row["updates"] == "2" and trained_row["frozen"] == "0"
+    assert trained_row["nonfinite_iteration"] == "-1"
     for name in ("config.yaml", "metrics.csv", "curves.png", "summary.md"):
         assert (run / name).is_file(), name
     assert any((run / "tb").rglob("events.out.tfevents*"))
@@ -90,6 +106,39 @@ def test_train_writes_the_run_directory_and_refuses_to_overwrite_it(tmp_path):
     again = cli("train", "--config", "multigoal", *sets(), "--out", str(run))
     assert again.returncode == 2 and "--overwrite" in again.stderr
     assert len((run / "metrics.csv").read_text().strip().splitlines()) == 7  # untouched
+
+    # A truncated policy.msgpack: eval says so and names the command that re-exports it from the newest
+    # checkpoint; `mjx-dacer export` writes the very same file again, and only reads the checkpoints.
+    policy = run / "policy.msgpack"
+    good = policy.read_bytes()
+    policy.write_bytes(good[: len(good) // 2])
+    checkpoints = sorted(str(f) for f in (run / "checkpoints").rglob("*"))
+    broken = cli("eval", str(run), "--episodes", "1")
+    assert_one_line_error(broken, "corrupt or truncated")
+    assert f"mjx-dacer export {run}" in broken.stderr and "checkpoints/3" in broken.stderr
+    exported = cli("export", str(run))
+    assert exported.returncode == 0 and f"mjx-dacer eval {run}" in exported.stdout, exported.stderr
+    assert policy.read_bytes() == good
+    assert sorted(str(f) for f in (run / "checkpoints").rglob("*")) == checkpoints
+    assert cli("eval", str(run), "--episodes", "1").returncode == 0
+
+
+def test_version_and_benchmark_defaults_in_help():
+    from mjx_dacer import __version__
+
+    out = cli("--version")
+    assert out.returncode == 0 and out.stdout.strip() == f"mjx-dacer {__version__}"
+    for name, default in (("gmm", "(default: 0)"), ("envs", "(default: all)"), ("train", "(default: [1, 4, 16])")):
+        sub = cli("bench", name, "--help")
+        assert sub.returncode == 0 and default in " ".join(sub.stdout.split()), sub.stdout
+
+
+def test_yaml_syntax_errors_give_the_line_and_column(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("env: MultiGoal-v0\nnum_envs: 1\n  batch_size: 8\n")  # an indented key: line 3, its colon
+    out = cli("train", "--config", str(bad), "--out", str(tmp_path / "run"))
+    assert_one_line_error(out, "is not valid YAML: line 3, column 13: mapping values are not allowed here")
+    assert not (tmp_path / "run").exists()
 
 
 def test_sweep_runs_every_grid_point_and_exports_each_policy(tmp_path):
@@ -105,6 +154,9 @@ def test_sweep_runs_every_grid_point_and_exports_each_policy(tmp_path):
     csv = (run / "metrics.csv").read_text()
     for label in ("lr_actor=0.0001", "lr_actor=0.0003", "noise_scale=0.05", "noise_scale=0.2"):
         assert label in csv, label
+    # Each chunk's line is followed by the evaluation return of each of the 4 grid points.
+    by_point = [line for line in out.stdout.splitlines() if line.startswith("  by grid point")]
+    assert len(by_point) == 2 and by_point[-1].count("lr_actor=") == 4, out.stdout
     artifact = read_artifact(run)
     assert artifact["num_runs"] == 4
     # Each run keeps its own lambda (Eq. 16), in the order of the labels.
@@ -161,12 +213,52 @@ def test_benchmark_task_names_are_checked(args, fragment):
 
 def test_resume_with_every_checkpoint_damaged_is_a_clear_error(tmp_path):
     run = tmp_path / "run"
-    assert cli("train", "--config", "multigoal", *sets(), "--out", str(run)).returncode == 0
+    trained = cli("train", "--config", "multigoal", *sets("warmup_steps=50"), "--out", str(run))
+    assert trained.returncode == 0, trained.stderr
+    # 5 warm-up iterations before 4 of training: said before the compile.
+    lines = trained.stdout.splitlines()
+    assert lines[1].startswith("warning: the warm-up (5 iterations of random actions) is longer"), lines[:3]
     for step in (run / "checkpoints").iterdir():
         for f in step.rglob("*"):
             if f.is_file() and f.stat().st_size > 64:
                 f.write_bytes(f.read_bytes()[: f.stat().st_size // 2])
-    csv_before = (run / "metrics.csv").read_text()
-    out = cli("train", "--resume", str(run))
+    csv_before, config_before = (run / "metrics.csv").read_text(), (run / "config.yaml").read_text()
+    # Made longer (a finished run resumed as it is is refused before any checkpoint is read).
+    out = cli("train", "--resume", str(run), "--set", "total_iterations=6")
     assert_one_line_error(out, "no usable checkpoint")
     assert (run / "metrics.csv").read_text() == csv_before  # nothing rewritten
+    assert (run / "config.yaml").read_text() == config_before  # the new length only once a checkpoint restored
+
+
+def test_resume_names_a_changed_key_extends_a_finished_run_and_tells_the_truth(tmp_path):
+    """--resume with another value names that key; a finished run refuses to run again but grows with a larger
+    total_iterations, to exactly the rows of a run that long from the start; gone checkpoints are said to be
+    gone, with no --overwrite hint (it would delete the results)."""
+    from mjx_dacer import report
+
+    run = tmp_path / "run"
+    assert cli("train", "--config", "multigoal", *sets(), "--out", str(run)).returncode == 0
+    config_before = (run / "config.yaml").read_bytes()
+
+    changed = cli("train", "--resume", str(run), "--set", "lr_actor=3e-4")
+    assert_one_line_error(changed, "lr_actor is 0.0001 in that run, 0.0003 given")
+    finished = cli("train", "--resume", str(run))
+    assert_one_line_error(finished, "the run is finished (iteration 4)")
+    assert "--set total_iterations=N" in finished.stderr
+    assert (run / "config.yaml").read_bytes() == config_before
+
+    longer = cli("train", "--resume", str(run), "--set", "total_iterations=6")
+    assert longer.returncode == 0, longer.stderr
+    assert "total_iterations 4 -> 6" in longer.stdout and "resuming after chunk 3" in longer.stdout
+    fresh = tmp_path / "fresh"
+    assert cli("train", "--config", "multigoal", *sets("total_iterations=6"), "--out", str(fresh)).returncode == 0
+    assert [r["iteration"] for r in report.read_rows(run / "metrics.csv")] == [0, 2, 4, 6]
+    assert report.read_rows(run / "metrics.csv") == report.read_rows(fresh / "metrics.csv")
+    assert "total_iterations: 6" in (run / "config.yaml").read_text()
+
+    import shutil
+
+    shutil.rmtree(run / "checkpoints")
+    gone = cli("train", "--resume", str(run), "--set", "total_iterations=8")
+    assert_one_line_error(gone, "its checkpoints/ are gone")
+    assert "--overwrite" not in gone.stderr and (run / "policy.msgpack").is_file()

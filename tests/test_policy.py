@@ -215,7 +215,7 @@ def test_load_errors_are_one_line_value_errors(tmp_path, artifact):
     }
     for name, content in bad_files.items():
         (tmp_path / name).write_bytes(content)
-        with pytest.raises(ValueError, match="not an mjx_dacer policy artifact|damaged") as e:
+        with pytest.raises(ValueError, match="corrupt or truncated") as e:
             load_policy(tmp_path / name)
         one_line(e.value)
 
@@ -239,7 +239,7 @@ def test_a_flipped_byte_in_the_body_is_caught_by_the_checksum(tmp_path, artifact
         flipped = body[:position] + bytes([body[position] ^ 0x01]) + body[position + 1:]
         damaged = tmp_path / f"flipped{position}.msgpack"
         damaged.write_bytes(serialization.msgpack_serialize({**envelope, "body": flipped}))
-        with pytest.raises(PolicyFileError, match=r"damaged \(checksum mismatch\)") as e:
+        with pytest.raises(PolicyFileError, match=r"corrupt or truncated \(checksum mismatch\); copy it again") as e:
             read_artifact(damaged)
         one_line(e.value)
         # Callers catch either kind: the CLI's CheckpointError, or the ValueError load_policy documents.
@@ -351,7 +351,7 @@ def test_a_process_killed_mid_save_leaves_the_previous_artifact(tmp_path, hopper
     # What a crash during the write itself would leave: a partial file, which is rejected.
     partial = leftovers[0].read_bytes()
     (tmp_path / "partial.msgpack").write_bytes(partial[: len(partial) - 100])
-    with pytest.raises(ValueError, match="not an mjx_dacer policy artifact|damaged"):
+    with pytest.raises(ValueError, match="corrupt or truncated"):
         load_policy(tmp_path / "partial.msgpack")
 
 
@@ -406,6 +406,18 @@ def test_eval_runs_both_backends_with_similar_returns(run_dirs, tmp_path):
     assert 0.2 < mjx["mean"] / gym["mean"] < 5.0, (mjx, gym)
     # The video is written, or (no OpenGL here) skipped with a one-line warning.
     assert (video.is_file() and video.stat().st_size > 0) or "warning: no video" in out.stdout, out.stdout
+
+
+def test_eval_video_of_multigoal_draws_the_episode_on_the_plane(run_dirs, tmp_path):
+    import imageio.v3 as iio
+
+    video = tmp_path / "mg.gif"
+    out = eval_cli(run_dirs["MultiGoal-v0"], "--episodes", "1", "--video", str(video))
+    assert out.returncode == 0, out.stderr
+    assert "warning" not in out.stdout and f"video: {video}" in out.stdout, out.stdout
+    frames = iio.imread(video)
+    assert frames.ndim == 4 and 2 <= frames.shape[0] <= 101  # the initial state and one frame per step
+    assert not np.array_equal(frames[0], frames[-1])  # the path grows
 
 
 def test_eval_gymnasium_backend_of_multigoal_is_a_clear_error(run_dirs):

@@ -56,7 +56,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "default: this process's pool",
     )
     parser.add_argument("--repeats", type=int, default=2, help="timed calls per row; the best is reported")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="PRNG seed of the initial states and actions")
     parser.add_argument("--out", default=None, help="also write the Markdown table to this file (rewritten after every row)")
     parser.add_argument("--row-timeout", type=float, default=1800.0, help="seconds one row (compile + timing) may take")
     parser.add_argument(

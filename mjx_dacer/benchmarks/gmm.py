@@ -34,7 +34,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--sklearn-states", type=int, default=None,
                    help="fit only this many states with scikit-learn and scale its time to --states (default: all)")
     p.add_argument("--no-sklearn", action="store_true", help="skip the scikit-learn column (e.g. where it is not installed)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seed of the sample data and of scikit-learn's k-means")
     p.add_argument("--out", help="also write the Markdown table to this file")
 
 

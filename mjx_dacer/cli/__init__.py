@@ -15,10 +15,12 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import sys
 from typing import Sequence
 
-from mjx_dacer.cli import ablate, bench, evaluate, multigoal, train
+from mjx_dacer import __version__
+from mjx_dacer.cli import ablate, bench, evaluate, export, multigoal, train
 from mjx_dacer.config import HPARAM_FIELDS, ConfigError, describe, error_line
 from mjx_dacer.errors import CheckpointError, RunStopped
 
@@ -32,6 +34,7 @@ EPILOG = """examples:
   mjx-dacer sweep --env Hopper-v5 --grid lr_actor=1e-4,3e-4 --grid noise_scale=0.1,0.15 --seeds 3
   mjx-dacer train --resume runs/humanoid
   mjx-dacer eval runs/humanoid --episodes 10 --backend both --video humanoid.mp4
+  mjx-dacer export runs/humanoid
   mjx-dacer train --algo sac --env Hopper-v5 --seeds 5
   mjx-dacer ablate --env Walker2d-v5 --seeds 5 --out runs/ablations
   mjx-dacer table runs/* --paper
@@ -51,6 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    parser.add_argument("--version", action="version", version=f"mjx-dacer {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     train_parser = sub.add_parser(
@@ -79,6 +83,11 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_arguments(eval_parser)
     eval_parser.set_defaults(func=evaluate.run)
 
+    export_parser = sub.add_parser("export", help="write policy.msgpack again from a run's newest checkpoint",
+                                   description=export.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    export.add_arguments(export_parser)
+    export_parser.set_defaults(func=export.run)
+
     from mjx_dacer.cli import results  # table / plot: read run directories only
 
     table_parser = sub.add_parser("table", help="the paper's Table 1 (Markdown or LaTeX) across run directories",
@@ -96,7 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
     ablate.add_arguments(ablate_parser)
     ablate_parser.set_defaults(func=ablate.run)
 
-    multigoal_parser = sub.add_parser("multigoal", help="Multi-goal trajectories and multimodality (Fig. 3)",
+    multigoal_parser = sub.add_parser("multigoal", help="Multi-goal value, trajectories, multimodality (Fig. 2, 3)",
                                       description=multigoal.__doc__,
                                       formatter_class=argparse.RawDescriptionHelpFormatter)
     multigoal.add_arguments(multigoal_parser)
@@ -108,12 +117,23 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class Terminated(Exception):
+    """SIGTERM outside a training run's own handler (e.g. while the program is built)."""
+
+
+def _terminate(signum, frame) -> None:
+    raise Terminated()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     # orbax reports a damaged checkpoint file through absl's logger before raising; the runner
     # already names each skipped checkpoint in one line, so keep the library's log off the terminal.
     logging.getLogger("absl").setLevel(logging.CRITICAL)
     parser = build_parser()
     args = parser.parse_args(argv)
+    # A SIGTERM before a run installs its own handler (which finishes or keeps a checkpoint) would end
+    # the process silently; say so instead. The runner restores this handler when it is done.
+    previous = signal.signal(signal.SIGTERM, _terminate)
     try:
         return args.func(args)
     except USER_ERRORS as e:
@@ -128,5 +148,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             os._exit(e.exit_code)
         return e.exit_code
     except KeyboardInterrupt:
-        print("mjx-dacer: interrupted", file=sys.stderr)
+        print("mjx-dacer: interrupted by Ctrl-C (SIGINT); stopped at once", file=sys.stderr)
         return 130
+    except Terminated:
+        print("mjx-dacer: stopped by SIGTERM; stopped at once", file=sys.stderr)
+        return 143
+    finally:
+        signal.signal(signal.SIGTERM, previous)

@@ -72,7 +72,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"== {name}: {', '.join(RunSpec(grid=grid, seeds=()).label(g) for g in range(len(grid)))}",
               flush=True)
         run_training(cfg, pathlib.Path(out) / name, seeds=seeds, grid=grid,
-                     progress_fn=lambda line: print(line, flush=True), on_divergence=args.on_divergence or "stop")
+                     progress_fn=lambda line: print(line, flush=True), on_divergence=args.on_divergence or "stop",
+                     track=args.track, verbose=args.verbose)
     print(f"done: {out}/ ({', '.join(name for name, _, _ in plan)}); "
           f"draw them with: mjx-dacer plot {out}/*", flush=True)
     return 0

@@ -22,7 +22,9 @@ def build_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     """Adds one subcommand per benchmark to `mjx-dacer bench`'s parser."""
     sub = parser.add_subparsers(dest="benchmark", metavar="NAME", required=True)
     for name, help_text in BENCHMARKS.items():
-        p = sub.add_parser(name, help=help_text, description=help_text)
+        # Every option's default in --help, without writing it into each help string.
+        p = sub.add_parser(name, help=help_text, description=help_text,
+                           formatter_class=argparse.ArgumentDefaultsHelpFormatter)
         module = _module(name)
         module.add_arguments(p)
         p.set_defaults(func=module.run)

@@ -37,7 +37,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace an existing run directory")
     p.add_argument("--resume", type=pathlib.Path, metavar="RUN_DIR",
                    help="continue an interrupted run from its newest usable checkpoint (its config is reused; "
-                        "--env/--config/--set/--seeds, if given, must match it)")
+                        "--env/--config/--set/--seeds, if given, must match it, except --set total_iterations=N "
+                        "with a larger N: train a finished run longer)")
+    p.add_argument("--verbose", action="store_true",
+                   help="a progress line for every checkpoint (default: the first one and slow ones)")
+    p.add_argument("--track", metavar="PROJECT",
+                   help="also log to Weights & Biases project PROJECT, one W&B run per grid point and seed "
+                        "(needs wandb: pip install 'mjx_dacer[wandb]'; off by default)")
     # No argparse default: --algo ppo refuses the option only when it is given.
     p.add_argument("--on-divergence", choices=("stop", "drop"),
                    help="when a run produces a non-finite loss, Q value or parameter: stop at the end of the "
@@ -109,34 +115,56 @@ def prepare_out_dir(args: argparse.Namespace, env: str) -> pathlib.Path:
     return out
 
 
+def _requested_on_resume(args: argparse.Namespace, stored):
+    """The config the options given with --resume ask for: --config's file in full if given, else the
+    stored config with --env/--algo/--set applied (so only what the user typed is compared)."""
+    overrides = parse_overrides(args.overrides)
+    if args.env is not None:
+        overrides["env"] = args.env
+    if args.algo is not None:
+        overrides["algo"] = args.algo
+    if args.config is not None:
+        return load_config(args.config, overrides)
+    return stored.replace(**overrides) if overrides else stored
+
+
 def _resume_target(args: argparse.Namespace, grid_specs: Sequence[str]):
-    """The stored config and spec of --resume RUN_DIR, checked against any options given."""
-    from mjx_dacer.config import to_dict
-    from mjx_dacer.rundir import RunDir
+    """The config (the stored one, or it made longer), spec and directory of --resume RUN_DIR, checked
+    against any options given; every refusal is a one-line ConfigError that changes nothing."""
+    from mjx_dacer.rundir import RunDir, resumed_config
+    from mjx_dacer.train import chunk_sizes
 
     run_dir = args.resume
     if not run_dir.is_dir():
         raise ConfigError(f"--resume {run_dir}: no such directory; pass the run directory of an earlier run")
-    stored_dir, config, spec = RunDir.open(run_dir)
-    if "ppo" in (config.algo, args.algo):
+    stored_dir, stored, spec = RunDir.open(run_dir)
+    if "ppo" in (stored.algo, args.algo):
         raise ConfigError(f"--resume {run_dir}: ppo runs through brax's trainer, which writes no checkpoints and "
                           "cannot continue a run exactly; start a new run with --out (or --overwrite)")
-    if not stored_dir.has_checkpoint():
-        raise ConfigError(f"--resume {run_dir}: the run stopped before its first checkpoint; start it again with "
-                          "--overwrite (or lower checkpoint_interval)")
-    if args.env is not None or args.config is not None or args.overrides or args.algo is not None:
-        given = to_dict(resolve_config(args))
-        stored = to_dict(config)
-        diff = [k for k in stored if stored[k] != given[k]]
-        if diff:
-            k = diff[0]
-            raise ConfigError(f"--resume {run_dir} holds another config ({k}: {stored[k]!r} there, {given[k]!r} "
-                              "given); drop the config options to resume it, or start a new run with --out")
+    try:
+        config = resumed_config(stored, _requested_on_resume(args, stored))
+    except ConfigError as e:
+        raise ConfigError(f"--resume {run_dir}: {e}") from None
     if args.seeds is not None and args.seeds != len(spec.seeds):
         raise ConfigError(f"--resume {run_dir} has {len(spec.seeds)} seed(s), --seeds {args.seeds} was given; "
                           "drop --seeds to resume it")
     if grid_specs and parse_grid(grid_specs) != spec.grid:
         raise ConfigError(f"--resume {run_dir} was swept over another grid; drop --grid to resume it")
+    steps = stored_dir.checkpoint_steps()
+    if not steps and stored_dir.policy.is_file():  # policy.msgpack is written with every checkpoint
+        raise ConfigError(f"--resume {run_dir}: its checkpoints/ are gone (deleted or moved), so the run cannot go "
+                          "on; its results (metrics.csv, summary.md, policy.msgpack) are intact; to train further, "
+                          "start a new run with --out")
+    if not steps:
+        raise ConfigError(f"--resume {run_dir}: the run stopped before its first checkpoint, so there is nothing "
+                          "to go on from (and no result to lose): start it again with --overwrite")
+    if steps[-1] >= len(chunk_sizes(config)):
+        raise ConfigError(f"--resume {run_dir}: the run is finished (iteration {stored.total_iterations}); to train "
+                          f"it longer: mjx-dacer train --resume {run_dir} --set total_iterations=N "
+                          f"(N > {stored.total_iterations})")
+    if config.total_iterations != stored.total_iterations:
+        print(f"{run_dir}: total_iterations {stored.total_iterations} -> {config.total_iterations}: the run goes "
+              "on to the new length", flush=True)
     return config, spec, run_dir
 
 
@@ -156,12 +184,18 @@ def _run(args: argparse.Namespace, grid_specs: Sequence[str]) -> int:
         if config.algo == "ppo":
             return _train_ppo(args, config, grid_specs, seeds)
         spec = RunSpec(grid=parse_grid(grid_specs), seeds=tuple(range(seeds)))
-        spec.validate(config)  # every grid point, before anything is written
+        for g, point in enumerate(spec.grid):  # every grid point, before anything is written
+            try:
+                config.replace(**point)
+            except ConfigError as e:
+                raise ConfigError(f"--grid point {spec.label(g)}: {e}") from None
         out = prepare_out_dir(args, config.env)
     maybe_initialize_distributed()
     run(config, out, seeds=spec.seeds, grid=spec.grid, progress_fn=lambda line: print(line, flush=True),
-        resume=args.resume is not None, on_divergence=args.on_divergence or "stop")
-    print(f"done: {out}/ (summary.md, metrics.csv, curves.png, tb/, checkpoints/, policy.msgpack)", flush=True)
+        resume=args.resume is not None, on_divergence=args.on_divergence or "stop", track=args.track,
+        verbose=args.verbose)
+    print(f"done: {out}/ (config.yaml, metrics.csv, summary.md, curves.png, tb/, checkpoints/, policy.msgpack)\n"
+          f"next: mjx-dacer eval {out}  |  mjx-dacer plot {out}  |  tensorboard --logdir {out}/tb", flush=True)
     return 0
 
 
@@ -175,6 +209,9 @@ def _train_ppo(args: argparse.Namespace, config, grid_specs: Sequence[str], seed
     if args.on_divergence is not None:
         raise ConfigError("--on-divergence: ppo runs through brax's trainer, which has no divergence guard; "
                           "drop the option")
+    if args.track is not None:
+        raise ConfigError("--track: ppo runs through brax's trainer, which this package does not log to W&B; "
+                          "drop the option (its tb/ has the same curves)")
     ppo.check(config, ppo.PPOSettings())  # before --overwrite removes anything
     out = prepare_out_dir(args, config.env)
     ppo.run(config, out, seeds=seeds, progress_fn=lambda line: print(line, flush=True))
