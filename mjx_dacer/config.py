@@ -324,6 +324,9 @@ def parse_overrides(pairs: typing.Iterable[str]) -> dict[str, Any]:
     return out
 
 
+RUN_DIR_KEYS = ("seeds", "grid", "created")  # what a run directory's config.yaml holds beside the Config
+
+
 def yaml_problem(error: yaml.YAMLError) -> str:
     """One line: what the parser found and where (1-based line and column, as editors count)."""
     mark = getattr(error, "problem_mark", None)
@@ -332,7 +335,7 @@ def yaml_problem(error: yaml.YAMLError) -> str:
 
 
 def load_config(path: str | pathlib.Path | None = None, overrides: Mapping[str, Any] | None = None) -> Config:
-    """Load a YAML preset (a path, or a name from ``configs/``) and apply overrides."""
+    """Load a YAML preset (a path, or a name from ``configs/``, or a run's config.yaml) and apply overrides."""
     values: dict[str, Any] = {}
     if path is not None:
         file = resolve_preset(path)
@@ -344,7 +347,8 @@ def load_config(path: str | pathlib.Path | None = None, overrides: Mapping[str, 
             loaded = {}
         if not isinstance(loaded, dict):
             raise ConfigError(f"config file {file} must hold a mapping of key: value pairs")
-        values.update(loaded)
+        # A run directory's config.yaml works as a preset: its run keys (seeds, grid, created) are the run's.
+        values.update({k: v for k, v in loaded.items() if k not in RUN_DIR_KEYS})
     values.update(overrides or {})
     return from_dict(values)
 

@@ -1,8 +1,8 @@
 """A run directory: what it holds, where each file is, and its config.yaml.
 
     RUN_DIR/
-      config.yaml      the resolved Config, the seeds and the grid (`RunDir.create`; read by `RunDir.open`;
-                       rewritten by a resume that makes the run longer)
+      config.yaml      the resolved Config, the seeds, the grid and `created` (`RunDir.create`; read by
+                       `RunDir.open`; rewritten by a resume that makes the run longer)
       metrics.csv      one row per evaluation point and run (`sinks.CsvSink`)
       tb/              TensorBoard events, one folder per run (`sinks.TensorBoardSink`)
       curves.png       evaluation return over iterations (`sinks.ReportSink`)
@@ -17,6 +17,7 @@ are the leading "run" axis of the vmapped program.
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import itertools
 import pathlib
 from typing import Mapping
@@ -25,7 +26,7 @@ import jax
 import jax.numpy as jnp
 import yaml
 
-from mjx_dacer.config import Config, ConfigError, HParams, from_dict, to_dict
+from mjx_dacer.config import RUN_DIR_KEYS, Config, ConfigError, HParams, from_dict, to_dict
 
 
 @dataclasses.dataclass(frozen=True)
@@ -93,11 +94,28 @@ class RunDir:
         return run_dir
 
     def write_config(self, config: Config, spec: RunSpec) -> None:
-        """config.yaml: the resolved config, the seeds and the grid (atomically: a resume may rewrite it)."""
+        """config.yaml: the resolved config, the seeds, the grid and when the run was created.
+
+        Atomic, since a resume that makes the run longer rewrites it; that keeps `created` (the run's
+        identity, e.g. for its W&B run ids) and leaves an unchanged file as it is.
+        """
         from mjx_dacer.artifact_io import write_atomically
 
-        resolved = {**to_dict(config), "seeds": list(spec.seeds), "grid": [dict(g) for g in spec.grid]}
-        write_atomically(self.config, yaml.safe_dump(resolved, sort_keys=False).encode())
+        created = self.created() or datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="microseconds")
+        resolved = {**to_dict(config), "seeds": list(spec.seeds), "grid": [dict(g) for g in spec.grid],
+                    "created": created}
+        text = yaml.safe_dump(resolved, sort_keys=False)
+        if not self.config.is_file() or self.config.read_text() != text:
+            write_atomically(self.config, text.encode())
+
+    def created(self) -> str | None:
+        """config.yaml's `created` stamp (UTC, ISO 8601); None without one (or without config.yaml)."""
+        try:
+            values = yaml.safe_load(self.config.read_text())
+        except (OSError, yaml.YAMLError):
+            return None
+        stamp = values.get("created") if isinstance(values, dict) else None
+        return str(stamp) if stamp is not None else None
 
     @staticmethod
     def check_new(path: pathlib.Path) -> None:
@@ -112,9 +130,10 @@ class RunDir:
         if not run_dir.config.is_file():
             raise ConfigError(f"{path} is not a run directory (no config.yaml); check the path")
         values = yaml.safe_load(run_dir.config.read_text()) or {}
-        seeds = tuple(values.pop("seeds", (0,)))
-        grid = tuple(dict(g) for g in values.pop("grid", ({},)))
-        return run_dir, from_dict(values), RunSpec(grid=grid, seeds=seeds)
+        seeds = tuple(values.get("seeds", (0,)))
+        grid = tuple(dict(g) for g in values.get("grid", ({},)))
+        config = from_dict({k: v for k, v in values.items() if k not in RUN_DIR_KEYS})
+        return run_dir, config, RunSpec(grid=grid, seeds=seeds)
 
     def checkpoint_steps(self) -> list[int]:
         """The chunk counts of the checkpoints on disk, oldest first (whether each is usable is the

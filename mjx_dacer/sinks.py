@@ -259,14 +259,13 @@ def check_tracking_available(track: str | None) -> None:
 
 
 def wandb_run_id(run_dir: RunDir, run: int) -> str | None:
-    """A W&B run id for run `run` of this run directory, the same when it is resumed: from the directory's
-    absolute path and the time its config.yaml was written (so a new run in the same place gets new ids).
-    None when there is no config.yaml (W&B then picks an id)."""
-    try:
-        written = run_dir.config.stat().st_mtime_ns
-    except OSError:
+    """A W&B run id for run `run` of this run directory, the same when it is resumed (or made longer): from
+    the directory's absolute path and its config.yaml's `created` stamp (so a new run in the same place gets
+    new ids). None when config.yaml has no stamp (W&B then picks an id)."""
+    created = run_dir.created()
+    if created is None:
         return None
-    key = f"{run_dir.path.resolve()}\n{written}\n{run}"
+    key = f"{run_dir.path.resolve()}\n{created}\n{run}"
     return hashlib.sha256(key.encode()).hexdigest()[:16]
 
 

@@ -85,6 +85,11 @@ def test_train_writes_the_run_directory_and_refuses_to_overwrite_it(tmp_path):
     first = next(line for line in out.stdout.splitlines() if line.startswith("[1/3]"))
     assert "warm-up: random actions" in first and "untrained policy" in first and "updates/s" not in first
     assert "alpha" not in first and "ETA after the first training chunk" in first, first
+    # Checkpoint lines: the first one, then only slow ones (the sweep below asks for all with --verbose).
+    saved = [line for line in out.stdout.splitlines() if line.startswith("checkpoint ")]
+    assert saved[0].startswith("checkpoint 1: ") and all(line.endswith("(slow)") for line in saved[1:]), saved
+    # The last lines name every output and the next commands.
+    assert "policy.msgpack)" in out.stdout.splitlines()[-2] and f"mjx-dacer eval {run}" in out.stdout.splitlines()[-1]
     # metrics.csv: counters as integers, nothing made up before the first update (blank, not 0).
     header, *rows = [line.split(",") for line in (run / "metrics.csv").read_text().strip().splitlines()]
     warmup_row, trained_row = dict(zip(header, rows[0])), dict(zip(header, rows[-1]))
@@ -149,8 +154,10 @@ def test_sweep_runs_every_grid_point_and_exports_each_policy(tmp_path):
 
     run = tmp_path / "sweep"
     out = cli("sweep", "--config", "multigoal", "--grid", "lr_actor=1e-4,3e-4", "--grid", "noise_scale=0.05,0.2",
-              "--seeds", "1", *sets(), "--set", "total_iterations=2", "--out", str(run))
+              "--seeds", "1", *sets(), "--set", "total_iterations=2", "--out", str(run), "--verbose")
     assert out.returncode == 0, out.stderr
+    assert [line.split(":")[0] for line in out.stdout.splitlines() if line.startswith("checkpoint ")] == [
+        "checkpoint 1", "checkpoint 2"]  # --verbose: every one
     csv = (run / "metrics.csv").read_text()
     for label in ("lr_actor=0.0001", "lr_actor=0.0003", "noise_scale=0.05", "noise_scale=0.2"):
         assert label in csv, label
@@ -255,6 +262,13 @@ def test_resume_names_a_changed_key_extends_a_finished_run_and_tells_the_truth(t
     assert [r["iteration"] for r in report.read_rows(run / "metrics.csv")] == [0, 2, 4, 6]
     assert report.read_rows(run / "metrics.csv") == report.read_rows(fresh / "metrics.csv")
     assert "total_iterations: 6" in (run / "config.yaml").read_text()
+    import yaml
+
+    created = [yaml.safe_load(text)["created"] for text in (config_before.decode(), (run / "config.yaml").read_text())]
+    assert created[0] == created[1]  # the run's identity (its W&B ids) survives being made longer
+    # A run's config.yaml is also a preset (its seeds, grid and stamp are the run's, not config keys).
+    again = cli("train", "--config", str(run / "config.yaml"), "--out", str(tmp_path / "again"), "--set", "env=Nope")
+    assert_one_line_error(again, "Nope")
 
     import shutil
 
