@@ -1,6 +1,7 @@
 """The `mjx-dacer` command line, run as a real subprocess."""
 
 import os
+import re
 import subprocess
 import sys
 
@@ -135,7 +136,9 @@ def test_version_and_benchmark_defaults_in_help():
     assert out.returncode == 0 and out.stdout.strip() == f"mjx-dacer {__version__}"
     for name, default in (("gmm", "(default: 0)"), ("envs", "(default: all)"), ("train", "(default: [1, 4, 16])")):
         sub = cli("bench", name, "--help")
-        assert sub.returncode == 0 and default in " ".join(sub.stdout.split()), sub.stdout
+        text = " ".join(sub.stdout.split())
+        assert sub.returncode == 0 and default in text, sub.stdout
+        assert not re.search(r"\(default:[^()]*\) \(default:", text), sub.stdout  # said once, not twice
 
 
 def test_yaml_syntax_errors_give_the_line_and_column(tmp_path):

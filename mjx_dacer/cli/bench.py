@@ -22,13 +22,24 @@ def build_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     """Adds one subcommand per benchmark to `mjx-dacer bench`'s parser."""
     sub = parser.add_subparsers(dest="benchmark", metavar="NAME", required=True)
     for name, help_text in BENCHMARKS.items():
-        # Every option's default in --help, without writing it into each help string.
-        p = sub.add_parser(name, help=help_text, description=help_text,
-                           formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        p = sub.add_parser(name, help=help_text, description=help_text, formatter_class=_DefaultsFormatter)
         module = _module(name)
         module.add_arguments(p)
         p.set_defaults(func=module.run)
     return parser
+
+
+class _DefaultsFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Every option's default in --help, without writing it into each help string.
+
+    An option whose help already says its default in words (e.g. one that depends on the device)
+    keeps only those words.
+    """
+
+    def _get_help_string(self, action):
+        if "(default" in (action.help or ""):
+            return action.help
+        return super()._get_help_string(action)
 
 
 def _module(name: str):
