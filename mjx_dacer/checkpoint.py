@@ -2,7 +2,7 @@
 
 A checkpoint holds the whole `TrainState` of every seed / grid point
 (networks, targets, optimiser states, log_alpha, sigma bound, replay buffer,
-env states, PRNG keys, counters) plus the metric rows written so far, under
+env states, PRNG keys, counters) plus the metric and timing rows written so far, under
 `RUN_DIR/checkpoints/<chunks done>/`. A checkpoint is a directory of orbax's
 files, so its atomic step is orbax's own: it writes each step into a temporary
 directory and renames it when complete, and a crash mid-write leaves no
@@ -52,6 +52,7 @@ class Restored:
     chunks_done: int
     state: Any
     rows: list[dict]
+    timing: list[dict]  # timing.csv's rows up to this checkpoint ([] from a checkpoint written before it existed)
     skipped: list[str]  # "checkpoint N: reason" for each newer checkpoint that could not be used
 
 
@@ -68,12 +69,13 @@ class Checkpointer:
             ),
         )
 
-    def save(self, chunks_done: int, state: Any, rows: Sequence[dict]) -> tuple[float, int]:
-        """Write a checkpoint; returns (seconds, bytes on disk)."""
+    def save(self, chunks_done: int, state: Any, rows: Sequence[dict], timing: Sequence[dict] = ()
+             ) -> tuple[float, int]:
+        """Write a checkpoint (the state, metrics.csv's and timing.csv's rows); returns (seconds, bytes on disk)."""
         start = time.perf_counter()
         leaves = [np.asarray(x) for x in jax.tree.leaves(jax.device_get(state))]
         arrays = {_leaf_key(i): x for i, x in enumerate(leaves) if x.size}
-        meta = {"format": FORMAT_VERSION, "chunks_done": chunks_done, "rows": list(rows),
+        meta = {"format": FORMAT_VERSION, "chunks_done": chunks_done, "rows": list(rows), "timing": list(timing),
                 "leaves": _signature(leaves), "crc32": checksums(leaves)}
         self.manager.save(
             chunks_done,
@@ -130,7 +132,7 @@ class Checkpointer:
                 if bad > step:
                     self.manager.delete(bad)
             return Restored(chunks_done=int(meta["chunks_done"]), state=state, rows=list(meta["rows"]),
-                            skipped=skipped)
+                            timing=list(meta.get("timing", [])), skipped=skipped)
         detail = "; ".join(skipped) if skipped else "no checkpoints were written"
         raise CheckpointError(f"no usable checkpoint in {self.directory} ({detail})")
 

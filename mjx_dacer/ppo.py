@@ -232,6 +232,7 @@ class _Recorder:
         self.sinks, self.progress, self.started = sinks_, progress, started
         self.evaluations, self.evaluations_before, self.evaluations_total = 0, evaluations_before, evaluations_total
         self.last_time, self.last_iteration = time.perf_counter(), 0
+        self.seed_started = self.last_time  # this seed's own wall clock (timing.csv): seeds train one by one
         self.rows: list[dict] = []
 
     def __call__(self, env_steps: int, metrics: Mapping[str, Any]) -> None:
@@ -249,6 +250,10 @@ class _Recorder:
             seconds=seconds, eta_seconds=(now - self.started) / done * (self.evaluations_total - done),
             env_steps_per_second=(iteration - self.last_iteration) * self.settings.transitions_per_iteration / seconds,
             updates_per_second=(iteration - self.last_iteration) / seconds, rows=[row],
+            # brax compiles inside its trainer: compile_seconds is not known (the first evaluation's time has it).
+            timing={"run": self.run, "chunk": done, "iteration": iteration, "env_steps": expected,
+                    "wall_seconds": round(now - self.seed_started, 3), "chunk_seconds": round(seconds, 3),
+                    "compile_seconds": None, "session": 1},
         )
         for sink in self.sinks:
             sink.write(result)

@@ -146,8 +146,58 @@ def write_curves(rows: Sequence[dict], path: pathlib.Path, title: str):
     return fig
 
 
-def summary_markdown(rows: Sequence[dict], total_iterations: int, title: str) -> str:
-    """The paper's metric (Table 1): per seed, the best evaluation return in the last 10% of iterations."""
+def wall_clock_summary(timing: Sequence[dict]) -> str | None:
+    """One sentence on timing.csv's rows (`sinks.TIMING_COLUMNS`): the wall clock to the last chunk, how much
+    of it was compiling and how much the chunks, and the time per training iteration; None without rows.
+
+    Time per iteration: the chunks' time over the iterations they advanced (the warm-up chunk, which
+    advances none, is left out), all of a program's runs together; runs trained one after another (a
+    `run` number in the rows) are timed apart and averaged.
+    """
+    if not timing:
+        return None
+    by_run: dict = defaultdict(list)
+    for r in timing:
+        by_run[r["run"]].append(r)
+    per_iteration = []
+    for rows in by_run.values():
+        previous, seconds, iterations = 0, 0.0, 0
+        for r in rows:
+            if r["iteration"] > previous:
+                seconds, iterations = seconds + r["chunk_seconds"], iterations + r["iteration"] - previous
+            previous = r["iteration"]
+        if iterations:
+            per_iteration.append(seconds / iterations)
+    # Runs trained one after another each have a clock: the run's wall clock is their sum.
+    walls = [rows[-1]["wall_seconds"] for rows in by_run.values()]
+    compiles = [r["compile_seconds"] for r in timing if r["compile_seconds"] is not None]
+    chunks = sum(r["chunk_seconds"] for r in timing)
+    sessions = len({r["session"] for r in timing})
+    if None in walls:
+        parts = ["Wall clock: unknown (resumed from a checkpoint that kept no timing)"]
+    else:
+        parts = [f"Wall clock: {duration(sum(walls))} to iteration {timing[-1]['iteration']} (program build and "
+                 "compiles included)"]
+    if compiles:
+        parts.append(f"compiling {duration(sum(compiles))}")
+    parts.append(f"the chunks {duration(chunks)}")
+    if per_iteration:
+        parts.append(f"{np.mean(per_iteration) * 1e3:.2f} ms per training iteration")
+    parts.append(f"{sessions} session{'' if sessions == 1 else 's'} (each chunk in timing.csv)")
+    return "; ".join(parts) + "."
+
+
+def duration(seconds: float) -> str:
+    """'1h02m' or '3m07s'."""
+    seconds = int(round(seconds))
+    h, rem = divmod(seconds, 3600)
+    m, s = divmod(rem, 60)
+    return f"{h}h{m:02d}m" if h else f"{m}m{s:02d}s"
+
+
+def summary_markdown(rows: Sequence[dict], total_iterations: int, title: str, timing: Sequence[dict] = ()) -> str:
+    """The paper's metric (Table 1): per seed, the best evaluation return in the last 10% of iterations;
+    then the wall clock (`wall_clock_summary`) if timing.csv's rows are given."""
     lines = [
         f"# {title}",
         "",
@@ -164,6 +214,9 @@ def summary_markdown(rows: Sequence[dict], total_iterations: int, title: str) ->
             f"{per_seed.mean():.1f} +- {per_seed.std():.1f} | {returns[:, -1].mean():.1f} | "
             f"{int(iters[-1])} | {int(steps[-1])} |"
         )
+    wall = wall_clock_summary(timing)
+    if wall:
+        lines += ["", wall]
     return "\n".join(lines) + "\n"
 
 
@@ -191,6 +244,8 @@ class RunResults:
       total_iterations: config.yaml's `total_iterations` (the metric's last 10% are relative to it).
       seed_offset: config.yaml's `seed`; the row seed s ran with PRNGKey(seed_offset + s).
       rows: metrics.csv's evaluation rows (`read_rows`); a held run's blank eval_return as NaN.
+      wall_seconds: (run, iteration) -> timing.csv's wall clock at that evaluation (run None: every run);
+        empty for a run directory without timing.csv.
     """
 
     path: pathlib.Path
@@ -199,6 +254,14 @@ class RunResults:
     total_iterations: int
     seed_offset: int
     rows: tuple[dict, ...]
+    wall_seconds: Mapping[tuple[int | None, int], float | None] = dataclasses.field(default_factory=dict)
+
+    def wall_clock(self, row: Mapping) -> float:
+        """The wall clock (s) of the chunk that ended with metrics.csv row `row`; NaN where not recorded."""
+        for key in ((row["run"], row["iteration"]), (None, row["iteration"])):
+            if self.wall_seconds.get(key) is not None:
+                return float(self.wall_seconds[key])
+        return math.nan
 
 
 @dataclasses.dataclass(frozen=True)
@@ -211,6 +274,7 @@ class SeedCurve:
       total_iterations: the run's `total_iterations`.
       iterations, env_steps, returns: (P,) per evaluation point, in iteration order; returns are NaN
         where the divergence guard froze the run.
+      wall_seconds: (P,) the run's wall clock at each evaluation (timing.csv); NaN where not recorded.
     """
 
     source: pathlib.Path
@@ -219,6 +283,7 @@ class SeedCurve:
     iterations: np.ndarray
     env_steps: np.ndarray
     returns: np.ndarray
+    wall_seconds: np.ndarray | None = None
 
     def metric(self) -> float:
         """The paper's Table 1 metric of this seed (`final_performance`); NaN if its window holds a NaN."""
@@ -271,8 +336,12 @@ def open_run(path: str | pathlib.Path) -> RunResults:
                  for r in read_rows(run_dir.metrics) if isinstance(r["eval_return"], (int, float, type(None))))
     if not rows:
         raise ConfigError(f"{run_dir.metrics} has no evaluation rows (no eval_return values yet)")
+    wall = {}
+    if run_dir.timing.is_file():
+        wall = {(r["run"], r["iteration"]): r["wall_seconds"] for r in read_rows(run_dir.timing)}
     return RunResults(path=run_dir.path, task=config.env, algo=str(raw.get("algo", DEFAULT_ALGO)).lower(),
-                      total_iterations=config.total_iterations, seed_offset=config.seed, rows=rows)
+                      total_iterations=config.total_iterations, seed_offset=config.seed, rows=rows,
+                      wall_seconds=wall)
 
 
 def open_runs(paths: Iterable[str | pathlib.Path]) -> list[RunResults]:
@@ -309,7 +378,8 @@ def pool_by_seed(runs: Sequence[RunResults]) -> dict[GroupKey, list[SeedCurve]]:
             groups.setdefault(key, []).append(SeedCurve(
                 source=run.path, seed=seed, total_iterations=run.total_iterations, iterations=np.array(iters),
                 env_steps=np.array([by_iter[i]["env_steps"] for i in iters]),
-                returns=np.array([by_iter[i]["eval_return"] for i in iters], dtype=float)))
+                returns=np.array([by_iter[i]["eval_return"] for i in iters], dtype=float),
+                wall_seconds=np.array([run.wall_clock(by_iter[i]) for i in iters], dtype=float)))
     for curves in groups.values():
         curves.sort(key=lambda c: c.seed)
     return groups
@@ -416,6 +486,38 @@ def results_table(groups: Mapping[GroupKey, Sequence[SeedCurve]], fmt: str = "ma
              " & ".join(esc(h) for h in headings) + r" \\", r"\hline"]
     lines += [" & ".join([esc(row[0])] + row[1:]) + r" \\" for row in body]
     lines += [r"\hline", r"\end{tabular}", r"\end{table}"]
+    return "\n".join(lines) + "\n"
+
+
+def first_reach(curve: SeedCurve, threshold: float) -> int | None:
+    """Index of the first evaluation of `curve` with a return >= threshold; None if none reaches it."""
+    hits = np.flatnonzero(curve.returns >= threshold)  # NaN (a frozen run) never counts
+    return int(hits[0]) if hits.size else None
+
+
+def reach_table(groups: Mapping[GroupKey, Sequence[SeedCurve]], threshold: float) -> str:
+    """Per seed, when its evaluation return first reached `threshold`: iteration, env steps and the wall
+    clock (timing.csv: compiles included, summed over a resumed run's sessions). Markdown, ending in a newline.
+    """
+    lines = [f"First evaluation with a return >= {threshold:g}, per seed. Wall clock: the run's, at the end of "
+             "that evaluation's chunk (program build and compiles included; a resumed run's sessions summed; "
+             "'-' where the run kept no timing.csv). Seeds of one program share its wall clock.", "",
+             "| task | algorithm | grid point | seed | iteration | env steps | wall clock | return there | best |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    order = {task: i for i, task in enumerate(task_order(k[0] for k in groups))}
+    for key in sorted(groups, key=lambda k: (order[k[0]], _algo_rank(k[1]), k[2])):
+        task, algo, label = key
+        for c in groups[key]:
+            i = first_reach(c, threshold)
+            best = f"{np.nanmax(c.returns):.1f}" if np.isfinite(c.returns).any() else "-"
+            head = f"| {task} | {ALGO_NAMES.get(algo, algo)} | {label} | {c.seed} |"
+            if i is None:
+                lines.append(f"{head} not reached | | | | {best} |")
+                continue
+            known = c.wall_seconds is not None and np.isfinite(c.wall_seconds[i])
+            wall = duration(c.wall_seconds[i]) if known else "-"
+            lines.append(f"{head} {int(c.iterations[i])} | {int(c.env_steps[i])} | {wall} | {c.returns[i]:.1f} "
+                         f"| {best} |")
     return "\n".join(lines) + "\n"
 
 

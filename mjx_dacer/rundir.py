@@ -4,9 +4,10 @@
       config.yaml      the resolved Config, the seeds, the grid and `created` (`RunDir.create`; read by
                        `RunDir.open`; rewritten by a resume that makes the run longer)
       metrics.csv      one row per evaluation point and run (`sinks.CsvSink`)
+      timing.csv       the wall clock at each chunk's end, compiles, sessions (`sinks.TIMING_COLUMNS`)
       tb/              TensorBoard events, one folder per run (`sinks.TensorBoardSink`)
       curves.png       evaluation return over iterations (`sinks.ReportSink`)
-      summary.md       the paper's Table 1 metric per grid point (`sinks.ReportSink`)
+      summary.md       the paper's Table 1 metric per grid point and the wall clock (`sinks.ReportSink`)
       checkpoints/N/   the whole training state after chunk N, atomic (`checkpoint.Checkpointer`)
       policy.msgpack   the policies alone, for `mjx-dacer eval` and `load_policy` (`policy.save_policy`)
 
@@ -77,6 +78,7 @@ class RunDir:
 
     config = property(lambda self: self.path / "config.yaml")
     metrics = property(lambda self: self.path / "metrics.csv")
+    timing = property(lambda self: self.path / "timing.csv")
     tensorboard = property(lambda self: self.path / "tb")
     curves = property(lambda self: self.path / "curves.png")
     summary = property(lambda self: self.path / "summary.md")

@@ -70,6 +70,7 @@ class Runner:
     def __init__(self, config: Config, spec: RunSpec, out_dir: pathlib.Path, progress: ProgressFn = print,
                  program: TrainProgram | None = None, on_divergence: str = "stop", checkpoints_to_keep: int = 2,
                  track: str | None = None, verbose: bool = False):
+        self._clock_start = time.perf_counter()  # timing.csv's wall clock counts from here: the build is in it
         # W&B logging (`track`: a project name) needs wandb: checked before anything is built or written.
         sinks.check_tracking_available(track)
         if on_divergence not in ON_DIVERGENCE:
@@ -90,6 +91,8 @@ class Runner:
         if self.sharding is not None:
             self.keys, self.hparams = jax.device_put((self.keys, self.hparams), self.sharding)
         self.metric_rows: list[dict] = []  # metrics.csv's rows so far, in memory
+        self.timing_rows: list[dict] = []  # timing.csv's rows so far (one per chunk)
+        self._compile_seconds = 0.0  # compiling since the last timing row
         self._init = self.program.jit(self.program.init_batch)
         # Sharded runs: the state leaves the chunk with the shardings it came in with, so the
         # program compiled ahead for the first chunk fits every later one.
@@ -122,7 +125,7 @@ class Runner:
 
     # ------------------------------------------------------------ checkpoints
     def _save(self, checkpointer: Checkpointer, chunks_done: int, ts: TrainState) -> None:
-        seconds, size = checkpointer.save(chunks_done, ts, self.metric_rows)
+        seconds, size = checkpointer.save(chunks_done, ts, self.metric_rows, self.timing_rows)
         iteration = self.program.iterations_after(chunks_done)
         self._saved = (chunks_done, iteration)
         # The policy alone, next to the checkpoint: small and independent of the buffer.
@@ -137,13 +140,13 @@ class Runner:
             self.progress(f"checkpoint {chunks_done}: {size / 2**20:,.1f} MiB in {seconds:.1f} s "
                           f"({checkpointer.directory})" + (" (slow)" if slow and not self.verbose else ""))
 
-    def _restore(self, checkpointer: Checkpointer) -> tuple[TrainState, int, list[dict]]:
+    def _restore(self, checkpointer: Checkpointer) -> tuple[TrainState, int, list[dict], list[dict]]:
         abstract = jax.eval_shape(self._init, self.keys, self.hparams)
         restored = checkpointer.restore(abstract)
         for line in restored.skipped:
             self.progress(f"warning: skipped {line}")
         self._saved = (restored.chunks_done, self.program.iterations_after(restored.chunks_done))
-        return self._shard(restored.state), restored.chunks_done, restored.rows
+        return self._shard(restored.state), restored.chunks_done, restored.rows, restored.timing
 
     # --------------------------------------------------------------- sharding
     def _state_shardings(self) -> TrainState:
@@ -156,7 +159,10 @@ class Runner:
         return tree if self.sharding is None else jax.device_put(tree, self._state_sharding)
 
     def _initial_state(self) -> TrainState:
-        return self._shard(self._call("compile", lambda: jax.block_until_ready(self._init(self.keys, self.hparams))))
+        t0 = time.perf_counter()
+        ts = self._call("compile", lambda: jax.block_until_ready(self._init(self.keys, self.hparams)))
+        self._compile_seconds += time.perf_counter() - t0  # compiling init, mostly: running it is quick
+        return self._shard(ts)
 
     # ---------------------------------------------------------------- signals
     def _handle_signal(self, signum, frame) -> None:
@@ -226,7 +232,9 @@ class Runner:
             t0 = time.perf_counter()
             lowered = self._chunk.lower(ts, self.hparams, n)  # tracing: quick
             self._compiled[n] = self._call("compile", lowered.compile)
-            self.progress(f"compiled the {n}-iteration chunk program in {time.perf_counter() - t0:.1f} s")
+            seconds = time.perf_counter() - t0
+            self._compile_seconds += seconds
+            self.progress(f"compiled the {n}-iteration chunk program in {seconds:.1f} s")
         return self._compiled[n]
 
     # -------------------------------------------------------------------- run
@@ -243,13 +251,14 @@ class Runner:
         try:
             sizes = program.chunk_sizes
             if resume:
-                ts, start_chunk, self.metric_rows = self._restore(checkpointer)
+                ts, start_chunk, self.metric_rows, self.timing_rows = self._restore(checkpointer)
                 # Only now, with a usable checkpoint: a run made longer records its new length.
                 self.run_dir.write_config(cfg, self.spec)
             else:
-                start_chunk, self.metric_rows = 0, []
+                start_chunk, self.metric_rows, self.timing_rows = 0, [], []
             for sink in self.sinks:
-                sink.start(self.metric_rows)  # a resume drops the rows written after its checkpoint
+                sink.start(self.metric_rows, self.timing_rows)  # a resume drops the rows after its checkpoint
+            clock = _SessionClock(self._clock_start, self.timing_rows, start_chunk)
             done_iters = sum(sizes[:start_chunk])  # warm-up included: what the time goes into
             warmup = f" after {cfg.warmup_iterations} warm-up iterations" if cfg.warmup_iterations else ""
             self.progress(
@@ -287,8 +296,12 @@ class Runner:
                     env_steps_per_second=n * cfg.num_envs * self.batch / dt,
                     updates_per_second=float(np.sum(metrics["updates"])) / dt,
                     rows=sinks.chunk_rows(metrics, self.spec),
+                    timing=clock.row(c + 1, program.iterations_after(c + 1), done_iters * cfg.num_envs, dt,
+                                     self._compile_seconds),
                 )
+                self._compile_seconds = 0.0
                 self.metric_rows.extend(result.rows)
+                self.timing_rows.append(result.timing)
                 for sink in self.sinks:
                     sink.write(result)
                 diverged = [r for r in result.rows if r["diverged"]]
@@ -318,6 +331,29 @@ class Runner:
                 sink.close()
             checkpointer.close()
         return ts
+
+
+class _SessionClock:
+    """timing.csv's rows (`sinks.TIMING_COLUMNS`) of one session of a run.
+
+    The wall clock goes on from the restored checkpoint's last row, so a resumed run's wall_seconds
+    is its training time over all sessions (the time between them not counted). A checkpoint written
+    before timing.csv existed has no rows to go on from: wall_seconds is then blank.
+    """
+
+    def __init__(self, started: float, restored: Sequence[dict], chunks_done: int):
+        last = restored[-1] if restored else None
+        self.started = started
+        self.offset = last["wall_seconds"] if last else 0.0
+        if chunks_done and not last:
+            self.offset = None
+        self.session = last["session"] + 1 if last else (2 if chunks_done else 1)
+
+    def row(self, chunk: int, iteration: int, env_steps: int, chunk_seconds: float, compile_seconds: float) -> dict:
+        wall = None if self.offset is None else round(self.offset + time.perf_counter() - self.started, 3)
+        return {"run": None, "chunk": chunk, "iteration": iteration, "env_steps": env_steps, "wall_seconds": wall,
+                "chunk_seconds": round(chunk_seconds, 3), "compile_seconds": round(compile_seconds, 3),
+                "session": self.session}
 
 
 def run(

@@ -74,6 +74,7 @@ class ChunkResult:
         speed of the training chunks so far (None while only the warm-up has run: it is faster).
       env_steps_per_second, updates_per_second: over all runs, in this chunk.
       rows: metrics.csv's rows of this chunk, one per run.
+      timing: timing.csv's row of this chunk (`TIMING_COLUMNS`), or None.
     """
 
     chunk: int
@@ -86,26 +87,43 @@ class ChunkResult:
     env_steps_per_second: float
     updates_per_second: float
     rows: list[dict]
+    timing: dict | None = None
+
+
+# timing.csv: when each chunk ended, apart from metrics.csv so that metrics.csv stays exactly reproducible
+# (a resumed run's rows equal an uninterrupted run's). `run` is blank where the row holds for every run
+# of the program (DACER and the off-policy baselines: all runs share each chunk), the run number where
+# runs train one after another (PPO). wall_seconds: the run's training wall clock at the chunk's end,
+# from the start of the Runner (program build and compiles included; Python's start-up and imports not),
+# summed over the sessions of a resumed run; blank after resuming from a checkpoint that kept no timing.
+# chunk_seconds: the chunk alone; compile_seconds: the compiles since the previous row; session: 1, then
+# one more per resume.
+TIMING_COLUMNS = ("run", "chunk", "iteration", "env_steps", "wall_seconds", "chunk_seconds", "compile_seconds",
+                  "session")
 
 
 class Sink(Protocol):
-    def start(self, rows: Sequence[dict]) -> None: ...
+    def start(self, rows: Sequence[dict], timing: Sequence[dict] = ()) -> None: ...
     def write(self, result: ChunkResult) -> None: ...
     def close(self) -> None: ...
 
 
 class CsvSink:
-    """metrics.csv, rewritten from the kept rows at the start (a resume drops rows after its checkpoint)."""
+    """metrics.csv and timing.csv, rewritten from the kept rows at the start (a resume drops the rows
+    written after its checkpoint)."""
 
     def __init__(self, run_dir: RunDir):
-        self.path = run_dir.metrics
+        self.path, self.timing_path = run_dir.metrics, run_dir.timing
 
-    def start(self, rows: Sequence[dict]) -> None:
-        self.path.unlink(missing_ok=True)
-        report.append_rows(self.path, rows)
+    def start(self, rows: Sequence[dict], timing: Sequence[dict] = ()) -> None:
+        for path, kept in ((self.path, rows), (self.timing_path, timing)):
+            path.unlink(missing_ok=True)
+            report.append_rows(path, kept)
 
     def write(self, result: ChunkResult) -> None:
         report.append_rows(self.path, result.rows)
+        if result.timing is not None:
+            report.append_rows(self.timing_path, [result.timing])
 
     def close(self) -> None:
         pass
@@ -183,7 +201,7 @@ class TensorBoardSink:
         self.folders: dict[int, str] = {}  # run index -> "<label>/seed<k>", relative to tb/
         self._writer_class: Any = None  # tensorboardX.SummaryWriter once imported; False if it is missing
 
-    def start(self, rows: Sequence[dict]) -> None:
+    def start(self, rows: Sequence[dict], timing: Sequence[dict] = ()) -> None:
         pass
 
     def folder(self, row: Mapping[str, Any]) -> str:
@@ -302,7 +320,7 @@ class WandbSink:
                                               "dir": str(self.run_dir.path.resolve())}},
         )
 
-    def start(self, rows: Sequence[dict]) -> None:
+    def start(self, rows: Sequence[dict], timing: Sequence[dict] = ()) -> None:
         wandb = _import_wandb()
         for b in range(len(self.spec.entries)):
             try:
@@ -330,14 +348,18 @@ class ReportSink:
     def __init__(self, run_dir: RunDir, title: str, total_iterations: int):
         self.run_dir, self.title, self.total_iterations = run_dir, title, total_iterations
         self.rows: list[dict] = []
+        self.timing: list[dict] = []
 
-    def start(self, rows: Sequence[dict]) -> None:
-        self.rows = list(rows)
+    def start(self, rows: Sequence[dict], timing: Sequence[dict] = ()) -> None:
+        self.rows, self.timing = list(rows), list(timing)
 
     def write(self, result: ChunkResult) -> None:
         self.rows.extend(result.rows)
+        if result.timing is not None:
+            self.timing.append(result.timing)
         report.write_curves(self.rows, self.run_dir.curves, self.title)
-        self.run_dir.summary.write_text(report.summary_markdown(self.rows, self.total_iterations, self.title))
+        self.run_dir.summary.write_text(
+            report.summary_markdown(self.rows, self.total_iterations, self.title, self.timing))
 
     def close(self) -> None:
         pass
@@ -354,7 +376,7 @@ class ProgressSink:
     def __init__(self, progress: ProgressFn, total_iterations: int):
         self.progress, self.total_iterations = progress, total_iterations
 
-    def start(self, rows: Sequence[dict]) -> None:
+    def start(self, rows: Sequence[dict], timing: Sequence[dict] = ()) -> None:
         pass
 
     def write(self, r: ChunkResult) -> None:
@@ -392,9 +414,4 @@ class ProgressSink:
         pass
 
 
-def duration(seconds: float) -> str:
-    """'1h02m' or '3m07s'."""
-    seconds = int(round(seconds))
-    h, rem = divmod(seconds, 3600)
-    m, s = divmod(rem, 60)
-    return f"{h}h{m:02d}m" if h else f"{m}m{s:02d}s"
+duration = report.duration  # '1h02m' or '3m07s'

@@ -4,6 +4,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -55,14 +56,33 @@ def test_interrupted_run_resumes_to_the_same_metrics(uninterrupted, tmp_path):
         if line.startswith("[1/3]"):
             os.kill(os.getpid(), signal.SIGINT)  # handled between chunks, like a Ctrl-C
 
+    started = time.perf_counter()
     with pytest.raises(RunStopped) as stopped:
         Runner(tiny_config(), SPEC, out, progress=interrupt_after_first_chunk).run()
+    first_session = time.perf_counter() - started
     assert stopped.value.exit_code == 130
     assert stopped.value.resume_dir == out and "interrupted after chunk 1/3" in str(stopped.value)
     assert len(metric_rows(out)) == 2  # one chunk x 2 seeds
+    before = report.read_rows(out / "timing.csv")
 
+    started = time.perf_counter()
     Runner(tiny_config(), SPEC, out, progress=lambda _: None).run(resume=True)
+    second_session = time.perf_counter() - started
     assert metric_rows(out) == metric_rows(full)  # every value of every row, exactly
+
+    # timing.csv: chunk 1 as the first session wrote it, then the second session's chunks, whose wall
+    # clock goes on from it: within the two sessions' own durations, measured around them here.
+    timing = report.read_rows(out / "timing.csv")
+    assert timing[:1] == before and [r["session"] for r in timing] == [1, 2, 2]
+    assert [(r["chunk"], r["iteration"], r["env_steps"], r["run"]) for r in timing] == \
+        [(1, 0, 20, None), (2, 2, 40, None), (3, 4, 60, None)]
+    walls = [r["wall_seconds"] for r in timing]
+    assert walls == sorted(walls) and 0 < walls[0] <= first_session
+    assert walls[-1] <= first_session + second_session
+    # Each session compiles its programs before its first chunk; the chunks and compiles fit in the clock.
+    assert timing[0]["compile_seconds"] > 0 and timing[1]["compile_seconds"] > 0 and timing[2]["compile_seconds"] == 0
+    assert walls[-1] - walls[0] >= timing[1]["compile_seconds"] + timing[1]["chunk_seconds"] + timing[2]["chunk_seconds"]
+    assert "Wall clock: " in (out / "summary.md").read_text() and "2 sessions" in (out / "summary.md").read_text()
 
 
 def test_corrupt_latest_checkpoint_falls_back_to_the_previous_one(uninterrupted, tmp_path):

@@ -9,6 +9,8 @@ import pytest
 
 from pinned import assert_pinned
 
+from mjx_dacer import report
+
 TINY_SETS = [
     "total_iterations=4", "eval_interval=2", "warmup_steps=20", "num_envs=10", "buffer_capacity=200",
     "batch_size=8", "eval_episodes=2", "hidden_sizes=8,8", "critic_hidden_sizes=8,8", "diffusion_steps=2",
@@ -108,6 +110,15 @@ def test_train_writes_the_run_directory_and_refuses_to_overwrite_it(tmp_path):
     assert_pinned(run / "metrics.csv", "multigoal_tiny_2seeds")
     summary = (run / "summary.md").read_text()
     assert "+-" in summary and "| default | 2 |" in summary
+    # timing.csv: one row per chunk; summary.md and `table --reach` read it.
+    timing = report.read_rows(run / "timing.csv")
+    assert [(r["chunk"], r["iteration"]) for r in timing] == [(1, 0), (2, 2), (3, 4)]
+    assert "Wall clock: " in summary and "1 session" in summary
+    reach = cli("table", str(run), "--reach=-1e9")  # every seed reaches it at its first evaluation
+    assert reach.returncode == 0, reach.stderr
+    first = timing[0]["wall_seconds"]
+    assert [ln.split(" | ")[3:7] for ln in reach.stdout.splitlines() if ln.startswith("| MultiGoal")] == \
+        [[str(s), "0", "20", report.duration(first)] for s in (0, 1)]
 
     again = cli("train", "--config", "multigoal", *sets(), "--out", str(run))
     assert again.returncode == 2 and "--overwrite" in again.stderr

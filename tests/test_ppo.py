@@ -76,6 +76,13 @@ def test_cli_writes_a_run_directory_the_readers_understand(cli_run):
     table = cli("table", out, "--paper")
     assert table.returncode == 0, table.stderr
     assert "| MultiGoal-v0 | " in table.stdout and "| PPO |" in table.stdout and "(1 seed)" in table.stdout
+    # timing.csv: the seed's own clock at each evaluation (brax compiles inside: no compile column).
+    with (out / "timing.csv").open() as f:
+        timing = list(csv.DictReader(f))
+    assert [(r["run"], r["iteration"], r["compile_seconds"]) for r in timing] == [("0", str(i), "") for i in (0, 1, 2)]
+    walls = [float(r["wall_seconds"]) for r in timing]
+    assert walls == sorted(walls) and walls[0] > 0
+    assert "Wall clock: " in (out / "summary.md").read_text()
 
 
 def test_refused_options_exit_2_and_write_nothing(cli_run, tmp_path, capsys):

@@ -189,3 +189,64 @@ def test_plot_cli_writes_the_png(tmp_path):
     done = cli("plot", run, "--x", "env_steps", "--out", out)
     assert done.returncode == 0, done.stderr
     assert out.is_file() and "1 task(s)" in done.stdout
+
+
+# ------------------------------------------------------------------- wall clock (timing.csv)
+def write_timing(path: pathlib.Path, rows: list[dict]) -> None:
+    report.append_rows(path / "timing.csv", [
+        {"run": None, "chunk": i + 1, "chunk_seconds": 1.0, "compile_seconds": None, "session": 1, **r}
+        for i, r in enumerate(rows)])
+
+
+def test_reach_gives_each_seeds_iteration_env_steps_and_wall_clock(tmp_path, capsys):
+    shared = make_run(tmp_path / "hopper", "Hopper-v5", HOPPER)
+    # One program: every run ends the chunk of iteration 10p at 60p + 30 s.
+    write_timing(shared, [{"iteration": 10 * p, "env_steps": 200 * p + 20, "wall_seconds": 60.0 * p + 30}
+                          for p in range(11)])
+    # Runs one after another (PPO): each has its own clock; run 1's is 1000 s ahead. No timing.csv: "-".
+    one_by_one = make_run(tmp_path / "walker", "Walker2d-v5", HOPPER)
+    write_timing(one_by_one, [{"run": run, "iteration": 10 * p, "env_steps": 200 * p + 20,
+                               "wall_seconds": 10.0 * p + 1000 * run} for run in (0, 1) for p in range(11)])
+    untimed = make_run(tmp_path / "ant", "Ant-v5", HOPPER)
+    assert main(["table", str(shared), str(one_by_one), str(untimed), "--reach", "100"]) == 0
+    rows = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("| ") and "task" not in ln]
+    # Seed 0 first reaches 100 at iteration 10 (500), seed 1 at iteration 90 (150); bests 500 and 200.
+    assert rows == [  # tasks in the paper's order
+        "| Ant-v5 | DACER | default | 0 | 10 | 220 | - | 500.0 | 500.0 |",
+        "| Ant-v5 | DACER | default | 1 | 90 | 1820 | - | 150.0 | 200.0 |",
+        "| Walker2d-v5 | DACER | default | 0 | 10 | 220 | 0m10s | 500.0 | 500.0 |",
+        "| Walker2d-v5 | DACER | default | 1 | 90 | 1820 | 18m10s | 150.0 | 200.0 |",
+        "| Hopper-v5 | DACER | default | 0 | 10 | 220 | 1m30s | 500.0 | 500.0 |",
+        "| Hopper-v5 | DACER | default | 1 | 90 | 1820 | 9m30s | 150.0 | 200.0 |",
+    ]
+    assert main(["table", str(shared), "--reach", "300"]) == 0
+    rows = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("| Hopper")]
+    assert rows[1] == "| Hopper-v5 | DACER | default | 1 | not reached | | | | 200.0 |"
+    for bad, fragment in ((["--reach", "nan"], "--reach must be a finite return"),
+                          (["--reach", "1", "--format", "latex"], "--reach prints its own Markdown table")):
+        out = cli("table", shared, *bad)
+        assert out.returncode == 2 and fragment in out.stderr and len(out.stderr.strip().splitlines()) == 1, out
+
+
+def test_wall_clock_summary_adds_up_timing_rows():
+    # A warm-up chunk (iteration 0, advances none), then two chunks of 10 iterations in 2 s each.
+    program = [{"run": None, "iteration": 0, "wall_seconds": 16.0, "chunk_seconds": 1.0, "compile_seconds": 10.0,
+                "session": 1},
+               {"run": None, "iteration": 10, "wall_seconds": 25.0, "chunk_seconds": 2.0, "compile_seconds": 5.0,
+                "session": 1},
+               {"run": None, "iteration": 20, "wall_seconds": 40.0, "chunk_seconds": 2.0, "compile_seconds": 0.0,
+                "session": 2}]
+    assert report.wall_clock_summary(program) == (
+        "Wall clock: 0m40s to iteration 20 (program build and compiles included); compiling 0m15s; the chunks "
+        "0m05s; 200.00 ms per training iteration; 2 sessions (each chunk in timing.csv).")
+    # Two runs one after another with their own clocks (30 s and 50 s): 80 s; compiles not known.
+    by_run = [{"run": run, "iteration": it, "wall_seconds": wall, "chunk_seconds": cs, "compile_seconds": None,
+               "session": 1}
+              for run, it, wall, cs in ((0, 10, 20.0, 20.0), (0, 20, 30.0, 10.0), (1, 10, 40.0, 40.0),
+                                        (1, 20, 50.0, 10.0))]
+    assert report.wall_clock_summary(by_run) == (
+        "Wall clock: 1m20s to iteration 20 (program build and compiles included); the chunks 1m20s; "
+        "2000.00 ms per training iteration; 1 session (each chunk in timing.csv).")
+    assert report.wall_clock_summary([]) is None
+    resumed_old = [{**program[-1], "wall_seconds": None}]
+    assert report.wall_clock_summary(resumed_old).startswith("Wall clock: unknown (resumed from a checkpoint")

@@ -1,6 +1,6 @@
 """`mjx-dacer table RUN_DIR...` and `mjx-dacer plot RUN_DIR...`: results across run directories.
 
-Both read only config.yaml and metrics.csv of each run directory
+Both read only config.yaml and metrics.csv (and `table --reach`, timing.csv) of each run directory
 (`mjx_dacer.report.open_runs`), group the runs by (task, algorithm, grid
 label) and pool several directories of one group by seed. The computing and
 formatting live in `mjx_dacer.report`; this module parses and prints.
@@ -11,6 +11,7 @@ commands, so building the CLI parser stays fast.
 from __future__ import annotations
 
 import argparse
+import math
 import pathlib
 import sys
 
@@ -19,7 +20,8 @@ from mjx_dacer.config import ConfigError
 TABLE_DESCRIPTION = (
     "Print the paper's Table 1 for the given run directories: per task (rows, in the paper's order) and "
     "algorithm (columns), mean +- std over seeds of the highest evaluation return in the last 10% of "
-    "iterations. Directories of the same task and algorithm are pooled by seed."
+    "iterations. Directories of the same task and algorithm are pooled by seed. With --reach RETURN instead: "
+    "per seed, when its evaluation return first reached RETURN (iteration, env steps, wall clock)."
 )
 PLOT_DESCRIPTION = (
     "Plot learning curves of the given run directories: one subplot per task, one line per algorithm (and grid "
@@ -38,6 +40,9 @@ def add_table_arguments(parser: argparse.ArgumentParser) -> None:
                         help="output format (default: markdown)")
     parser.add_argument("--paper", action="store_true",
                         help="add the paper's Table 1 value beside each algorithm's column ('-' where it has none)")
+    parser.add_argument("--reach", type=float, metavar="RETURN",
+                        help="instead of Table 1: per seed, the first evaluation whose return reached RETURN, its "
+                             "iteration, env steps and wall clock (from timing.csv); Markdown")
     parser.add_argument("--out", type=pathlib.Path, metavar="FILE",
                         help="also write the table to FILE (overwritten)")
 
@@ -62,8 +67,15 @@ def table(args: argparse.Namespace) -> int:
 
     if args.out is not None:
         _check_out(args.out)
+    if args.reach is not None and (args.format != "markdown" or args.paper):
+        raise ConfigError("--reach prints its own Markdown table; it takes neither --format latex nor --paper")
+    if args.reach is not None and not math.isfinite(args.reach):
+        raise ConfigError(f"--reach must be a finite return, got {args.reach}")
     groups = report.pool_by_seed(report.open_runs(args.run_dirs))
-    text = report.results_table(groups, fmt=args.format, with_paper=args.paper)
+    if args.reach is not None:
+        text = report.reach_table(groups, args.reach)
+    else:
+        text = report.results_table(groups, fmt=args.format, with_paper=args.paper)
     print(text, end="")
     if args.out is not None:
         args.out.write_text(text)

@@ -194,7 +194,7 @@ def _run(args: argparse.Namespace, grid_specs: Sequence[str]) -> int:
     run(config, out, seeds=spec.seeds, grid=spec.grid, progress_fn=lambda line: print(line, flush=True),
         resume=args.resume is not None, on_divergence=args.on_divergence or "stop", track=args.track,
         verbose=args.verbose)
-    print(f"done: {out}/ (config.yaml, metrics.csv, summary.md, curves.png, tb/, checkpoints/, policy.msgpack)\n"
+    print(f"done: {out}/ (config.yaml, metrics.csv, timing.csv, summary.md, curves.png, tb/, checkpoints/, policy.msgpack)\n"
           f"next: mjx-dacer eval {out}  |  mjx-dacer plot {out}  |  tensorboard --logdir {out}/tb", flush=True)
     return 0
 
@@ -215,7 +215,7 @@ def _train_ppo(args: argparse.Namespace, config, grid_specs: Sequence[str], seed
     ppo.check(config, ppo.PPOSettings())  # before --overwrite removes anything
     out = prepare_out_dir(args, config.env)
     ppo.run(config, out, seeds=seeds, progress_fn=lambda line: print(line, flush=True))
-    print(f"done: {out}/ (summary.md, metrics.csv, curves.png, ppo.yaml, ppo_params_seed*.pkl)", flush=True)
+    print(f"done: {out}/ (summary.md, metrics.csv, timing.csv, curves.png, ppo.yaml, ppo_params_seed*.pkl)", flush=True)
     return 0
 
 
