@@ -10,6 +10,7 @@ sinks, `report`), so `mjx-dacer table` and `plot` read it beside DACER runs:
       config.yaml             the Config (algo: ppo), seeds and grid (`RunDir.create`)
       ppo.yaml                `PPOSettings` and the arguments given to brax's trainer
       metrics.csv, tb/        one row per evaluation point and seed (`sinks.CsvSink`, `sinks.TensorBoardSink`)
+      timing.csv              the seed's own wall clock at each evaluation (`sinks.TIMING_COLUMNS`)
       curves.png, summary.md  `sinks.ReportSink`
       ppo_params_seed{s}.pkl  brax's (normalizer, policy, value) params of seed s after training,
                               `brax.io.model.save_params` (a pickle); `mjx-dacer eval` does not read them

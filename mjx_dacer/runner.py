@@ -1,7 +1,7 @@
 """Host driver: the entries of a RunSpec as one vmapped, sharded program, run chunk by chunk.
 
     Runner.run: init or restore -> for each chunk: compiled chunk -> ChunkResult
-      -> sinks (progress line, metrics.csv, TensorBoard, curves.png, summary.md)
+      -> sinks (progress line, metrics.csv + timing.csv, TensorBoard, curves.png, summary.md)
       -> checkpoint (whole state, atomic) + policy.msgpack
 
 The host touches data only between chunks. `run` is the one-call API.

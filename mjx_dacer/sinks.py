@@ -1,4 +1,4 @@
-"""Where a chunk's results go: the progress line, metrics.csv, TensorBoard, curves.png and summary.md.
+"""Where a chunk's results go: the progress line, metrics.csv and timing.csv, TensorBoard, curves.png, summary.md.
 
 The runner turns each chunk's metrics into one `ChunkResult` and hands it to
 every sink; nothing is read back from disk. A sink is started with the rows

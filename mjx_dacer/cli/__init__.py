@@ -60,7 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
     train_parser = sub.add_parser(
         "train", help="train DACER (or a baseline, --algo) on one task, several seeds at once",
         description="Train DACER. All seeds run as one vmapped program; the host only reports between "
-                    "chunks of eval_interval iterations. Writes config.yaml, metrics.csv, TensorBoard "
+                    "chunks of eval_interval iterations. Writes config.yaml, metrics.csv, timing.csv, TensorBoard "
                     "events (tb/), curves.png, summary.md, checkpoints/ and policy.msgpack to the run directory.",
         epilog=CONFIG_KEYS, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
