@@ -7,11 +7,20 @@ the environments, the replay buffer in host memory (numpy), a host-sampled
 batch sent to one jit-ed update per iteration. Both use the task's paper
 network sizes and start updating at once (no warm-up), and the first call of
 each is excluded (compilation).
+
+Memory, per row: the training state's bytes per seed (the replay buffer's
+among them), exact from its shapes, and XLA's own plan for the compiled
+program (`Compiled.memory_analysis`: the largest amount of device memory it
+holds at once, its inputs, outputs and temporaries). `--memory-only` compiles
+from the shapes alone, allocating nothing, to see whether a configuration
+fits a device before running it (e.g. 16 Humanoid seeds with 1M-transition
+buffers on one 80 GB GPU).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 import time
 
@@ -26,6 +35,9 @@ from mjx_dacer.config import load_config
 from mjx_dacer.train import make_train
 
 
+BUFFER_CAPACITY = 100_000  # transitions per seed unless --set buffer_capacity=N
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--envs", nargs="+", default=["Hopper-v5", "Humanoid-v5"], help="tasks (preset configs)")
     p.add_argument("--seeds", nargs="+", type=int, default=[1, 4, 16], help="vmapped seed counts")
@@ -33,6 +45,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--repeats", type=int, default=3, help="timed repeats (median reported)")
     p.add_argument("--host-loop", action=argparse.BooleanOptionalAction, default=True,
                    help="also time the host-driven loop (one seed)")
+    p.add_argument("--memory-only", action="store_true",
+                   help="compile from the state's shapes only (nothing allocated, nothing timed): the state's and "
+                        "XLA's memory per row")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="config override applied to every task (e.g. hidden_sizes=64,64)")
     p.add_argument("--out", help="also write the Markdown table to this file (rewritten after every row)")
@@ -48,15 +63,48 @@ def _config(env: str, overrides):
         except ValueError as e:
             raise ConfigError(f"--envs: {e}") from None
         raise ConfigError(f"--envs: {env} has no preset in configs/")
-    values = {"warmup_steps": 0, "buffer_capacity": 100_000, **parse_overrides(overrides)}
+    values = {"warmup_steps": 0, "buffer_capacity": BUFFER_CAPACITY, **parse_overrides(overrides)}
     return load_config(preset, values)
 
 
-def time_on_device(program, seeds: int, iterations: int, repeats: int) -> tuple[float, float]:
-    """Seconds per iteration (median) and compile seconds for `seeds` vmapped runs."""
+@dataclasses.dataclass(frozen=True)
+class Measured:
+    """One row of the on-device column.
+
+    Attributes:
+      seconds_per_iteration: median over the repeats (None with --memory-only); compile_seconds: lowering
+        and compiling the vmapped program.
+      state_bytes, buffer_bytes: the training state of one seed, and its replay buffer, from the shapes.
+      program_bytes: XLA's plan for the compiled program (`program_bytes`).
+    """
+
+    seconds_per_iteration: float | None
+    compile_seconds: float
+    state_bytes: int
+    buffer_bytes: int
+    program_bytes: int
+
+
+def tree_bytes(tree) -> int:
+    """Bytes of every array (or ShapeDtypeStruct) leaf of `tree`."""
+    return int(sum(np.prod(x.shape, dtype=np.int64) * np.dtype(x.dtype).itemsize for x in jax.tree.leaves(tree)))
+
+
+def program_bytes(compiled) -> int:
+    """Device memory XLA plans for a compiled program: its peak where the backend reports one, else its
+    inputs + outputs (less the donated inputs they reuse) + temporaries."""
+    m = compiled.memory_analysis()
+    peak = int(getattr(m, "peak_memory_in_bytes", 0) or 0)
+    return peak or int(m.argument_size_in_bytes + m.output_size_in_bytes - m.alias_size_in_bytes
+                       + m.temp_size_in_bytes)
+
+
+def time_on_device(program, seeds: int, iterations: int, repeats: int, memory_only: bool = False) -> Measured:
+    """`iterations` training iterations of `seeds` vmapped runs as one compiled program (donating the state)."""
     hp = jax.tree.map(lambda x: jnp.broadcast_to(x, (seeds,)), program.config.hparams())
     keys = jax.random.split(jax.random.PRNGKey(0), seeds)
-    state = program.jit(program.init_batch)(keys, hp)
+    init = program.jit(program.init_batch)
+    shapes = jax.eval_shape(init, keys, hp)
     axes = program.state_axes
 
     def many(ts, hparams):
@@ -64,16 +112,25 @@ def time_on_device(program, seeds: int, iterations: int, repeats: int) -> tuple[
 
     run = program.jit(jax.vmap(many, in_axes=(axes, 0), out_axes=(axes, 0)), donate_argnums=0)
     t0 = time.perf_counter()
-    state, m = run(state, hp)
-    jax.block_until_ready(m)
+    compiled = run.lower(shapes, hp).compile()
     compile_s = time.perf_counter() - t0
+    # Per seed: the vmapped leaves' bytes over the seeds; the shared counters (axis None) once.
+    batched = jax.tree.map(lambda a, x: tree_bytes(x) // seeds if a == 0 else tree_bytes(x), axes, shapes,
+                           is_leaf=lambda a: a is None)
+    sizes = dict(state_bytes=sum(jax.tree.leaves(batched)), buffer_bytes=tree_bytes(shapes.buffer.data) // seeds,
+                 program_bytes=program_bytes(compiled))
+    if memory_only:
+        return Measured(None, compile_s, **sizes)
+    state = init(keys, hp)
+    state, m = compiled(state, hp)  # the first call: allocations and autotuning stay out of the timing
+    jax.block_until_ready(m)
     times = []
     for _ in range(repeats):
         t0 = time.perf_counter()
-        state, m = run(state, hp)
+        state, m = compiled(state, hp)
         jax.block_until_ready(m)
         times.append((time.perf_counter() - t0) / iterations)
-    return float(np.median(times)), compile_s
+    return Measured(float(np.median(times)), compile_s, **sizes)
 
 
 def time_host_loop(program, iterations: int, repeats: int) -> float:
@@ -121,32 +178,46 @@ def time_host_loop(program, iterations: int, repeats: int) -> float:
     return float(np.median(times))
 
 
+def _mib(n: int) -> str:
+    return f"{n / 2**20:,.1f}"
+
+
 def run(args: argparse.Namespace) -> int:
+    if args.memory_only:
+        timed = "Memory only (--memory-only): compiled from the shapes, nothing allocated or timed"
+    else:
+        timed = (f"Timed iterations per measurement: {args.iterations}, median of {args.repeats}, after one "
+                 "untimed call")
     lines = common.header("Training speed: on-device program vs host loop", sys.argv) + [
-        f"Timed iterations per measurement: {args.iterations}, median of {args.repeats}; no warm-up "
-        "(updates from the first iteration); paper network sizes unless overridden: "
-        f"{' '.join(args.overrides) or 'none'}.",
+        f"{timed}; no warm-up (updates from the first iteration); replay buffers of {BUFFER_CAPACITY:,} "
+        "transitions and the paper's network sizes unless overridden; overrides: "
+        f"{' '.join(args.overrides) or 'none'}. "
+        "Memory: the training state of one seed (its replay buffer in brackets), exact from the shapes; "
+        "XLA: the compiled program's planned device memory, all seeds.",
         "",
         "| task | seeds | on-device iter/s (per seed) | env steps/s (all seeds) | s/iter | compile s "
-        "| host loop iter/s (1 seed) | on-device speed-up |",
-        "|---|---|---|---|---|---|---|---|",
+        "| host loop iter/s (1 seed) | on-device speed-up | state MiB/seed (buffer) | XLA MiB |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     configs = {env: _config(env, args.overrides) for env in args.envs}  # bad input fails before any compile
     print("\n".join(lines), flush=True)
     for env in args.envs:
         program = make_train(configs[env])
         host_ips = None
-        if args.host_loop:
+        if args.host_loop and not args.memory_only:
             host_ips = 1.0 / time_host_loop(program, args.iterations, args.repeats)
         for seeds in args.seeds:
-            sec, compile_s = time_on_device(program, seeds, args.iterations, args.repeats)
-            ips = 1.0 / sec
-            ratio = f"{ips / host_ips:.1f}x" if host_ips and seeds == 1 else ""
-            row = (f"| {env} | {seeds} | {ips:,.1f} | {ips * seeds * program.config.num_envs:,.0f} | "
-                   f"{sec * 1e3:.1f} ms | {compile_s:.1f} | {f'{host_ips:,.1f}' if host_ips and seeds == 1 else ''} "
-                   f"| {ratio} |")
+            m = time_on_device(program, seeds, args.iterations, args.repeats, memory_only=args.memory_only)
+            memory = f"{_mib(m.state_bytes)} ({_mib(m.buffer_bytes)}) | {_mib(m.program_bytes)}"
+            if m.seconds_per_iteration is None:
+                row = f"| {env} | {seeds} | | | | {m.compile_seconds:.1f} | | | {memory} |"
+            else:
+                ips = 1.0 / m.seconds_per_iteration
+                host = host_ips if seeds == 1 else None
+                row = (f"| {env} | {seeds} | {ips:,.1f} | {ips * seeds * program.config.num_envs:,.0f} | "
+                       f"{m.seconds_per_iteration * 1e3:.1f} ms | {m.compile_seconds:.1f} | "
+                       f"{f'{host:,.1f}' if host else ''} | {f'{ips / host:.1f}x' if host else ''} | {memory} |")
             lines.append(row)
             print(row, flush=True)
             common.write(args.out, lines)  # after every row: a long CPU run keeps what it measured
     return 0
-

@@ -1,0 +1,75 @@
+"""The benchmark commands (`mjx-dacer bench gmm | envs | train`), run through the CLI on tiny sizes.
+
+Speed itself is never asserted (that is what the benchmarks are for); these check that each command
+runs, writes the table it prints, and that its non-timing numbers are right.
+"""
+
+import math
+import subprocess
+import sys
+
+import jax
+import numpy as np
+
+from mjx_dacer.benchmarks import train as bench_train
+from mjx_dacer.config import load_config, parse_overrides
+from mjx_dacer.train import make_train
+
+TINY_TRAIN = ["hidden_sizes=8,8", "critic_hidden_sizes=8,8", "num_envs=4", "batch_size=8", "diffusion_steps=2",
+              "entropy_samples=6", "buffer_capacity=100000"]
+
+
+def bench(*args, out=None):
+    done = subprocess.run([sys.executable, "-m", "mjx_dacer.cli", "bench", *map(str, args),
+                           *(["--out", str(out)] if out else [])], capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done.stdout
+
+
+def table_rows(text: str) -> list[list[str]]:
+    """The Markdown table's body rows, cell by cell (the header and the |---| line left out)."""
+    rows = [ln for ln in text.splitlines() if ln.startswith("| ") and not ln.startswith("|---")]
+    return [[c.strip() for c in ln.strip("|").split("|")] for ln in rows[1:]]
+
+
+def test_bench_train_times_each_seed_count_and_states_the_memory(tmp_path):
+    out = tmp_path / "train.md"
+    printed = bench("train", "--envs", "MultiGoal-v0", "--seeds", "1", "2", "--iterations", "2", "--repeats", "1",
+                    *[a for kv in TINY_TRAIN for a in ("--set", kv)], out=out)
+    assert out.read_text() == printed
+    assert "- command: `mjx-dacer bench train --envs MultiGoal-v0" in printed
+    rows = table_rows(printed)
+    assert [r[:2] for r in rows] == [["MultiGoal-v0", "1"], ["MultiGoal-v0", "2"]]
+    for r in rows:
+        assert float(r[2].replace(",", "")) > 0 and r[4].endswith(" ms") and float(r[5]) > 0
+    assert float(rows[0][6].replace(",", "")) > 0 and rows[0][7].endswith("x") and rows[1][6] == ""
+    # 100,000 transitions of (obs 2, action 2, reward, next_obs 2, terminated, truncated) float32 = 3.4 MiB.
+    assert rows[0][8].endswith("(3.4)") and float(rows[0][9].replace(",", "")) >= float(rows[0][8].split()[0])
+
+    memory = table_rows(bench("train", "--envs", "MultiGoal-v0", "--seeds", "2", "--memory-only",
+                              *[a for kv in TINY_TRAIN for a in ("--set", kv)]))
+    assert memory[0][2:5] == ["", "", ""] and memory[0][8] == rows[1][8]
+
+
+def test_state_bytes_are_the_allocated_states():
+    program = make_train(load_config("multigoal", parse_overrides([*TINY_TRAIN, "warmup_steps=0"])))
+    m = bench_train.time_on_device(program, seeds=3, iterations=1, repeats=1, memory_only=True)
+    assert m.seconds_per_iteration is None and m.program_bytes > 0
+    assert m.buffer_bytes == 100_000 * (2 + 2 + 1 + 2 + 1 + 1) * 4
+    state = program.init(jax.random.PRNGKey(0), program.config.hparams())  # one seed, materialised
+    assert m.state_bytes == sum(np.asarray(x).nbytes for x in jax.tree.leaves(state))
+
+
+def test_bench_gmm_agrees_with_scikit_learn(tmp_path):
+    printed = bench("gmm", "--dims", "2", "--states", "4", "--samples", "40", "--repeats", "1")
+    (row,) = table_rows(printed)
+    assert row[0] == "2" and float(row[1].replace(",", "")) > 0
+    ours, sklearn = float(row[-2]), float(row[-1])
+    assert math.isfinite(ours) and abs(ours - sklearn) < 0.5, row
+
+
+def test_bench_envs_gives_a_row_per_batch_size(tmp_path):
+    printed = bench("envs", "--envs", "MultiGoal-v0", "--profiles", "fast", "--batch-sizes", "1", "4",
+                    "--steps", "8", "--repeats", "1")
+    rows = table_rows(printed)
+    assert len(rows) == 2 and all("MultiGoal-v0" in r for r in rows), printed
