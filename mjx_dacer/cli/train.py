@@ -194,7 +194,8 @@ def _run(args: argparse.Namespace, grid_specs: Sequence[str]) -> int:
     run(config, out, seeds=spec.seeds, grid=spec.grid, progress_fn=lambda line: print(line, flush=True),
         resume=args.resume is not None, on_divergence=args.on_divergence or "stop", track=args.track,
         verbose=args.verbose)
-    print(f"done: {out}/ (config.yaml, metrics.csv, timing.csv, summary.md, curves.png, tb/, checkpoints/, policy.msgpack)\n"
+    print(f"done: {out}/ (config.yaml, metrics.csv, timing.csv, summary.md, curves.png, tb/, checkpoints/, "
+          "policy.msgpack)\n"
           f"next: mjx-dacer eval {out}  |  mjx-dacer plot {out}  |  tensorboard --logdir {out}/tb", flush=True)
     return 0
 
