@@ -21,6 +21,10 @@ Step semantics match ``gymnasium.envs.mujoco.MujocoEnv``: ``frame_skip``
 calls of ``mjx.step`` (forward dynamics, then integration, so positional
 quantities such as ``xpos`` lag ``qpos`` by one substep, as in C MuJoCo),
 followed by ``mjx.rne_postconstraint`` when the task reads ``cfrc_ext``.
+
+``reset``/``state_from``, ``step`` and the ``pipeline_*`` functions trace with
+true float32 matrix products (`mjx_dacer.precision`): on recent NVIDIA GPUs the
+default is TensorFloat32, too coarse for physics compared with C MuJoCo.
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ from brax.envs.base import PipelineEnv, State
 from mujoco import mjx
 
 from mjx_dacer import cpu_threads
+from mjx_dacer.precision import float32_matmuls
 from mjx_dacer.envs import physics as physics_lib
 
 Metrics = dict[str, jax.Array]
@@ -238,6 +243,7 @@ class MujocoTask(PipelineEnv):
     def reset(self, rng: jax.Array) -> State:
         return self.state_from(*self.initial_state(rng))
 
+    @float32_matmuls
     def state_from(self, qpos: jax.Array, qvel: jax.Array) -> State:
         """The `State` at a given (qpos (nq,), qvel (nv,)): Gymnasium's ``set_state``.
 
@@ -252,6 +258,7 @@ class MujocoTask(PipelineEnv):
         zero = jnp.zeros((), jnp.float32)
         return State(pipeline_state=data, obs=self.observation(data), reward=zero, done=zero, metrics=metrics, info={})
 
+    @float32_matmuls
     def step(self, state: State, action: jax.Array) -> State:
         ctrl = self.scale_action(action)
         before = state.pipeline_state
@@ -265,6 +272,7 @@ class MujocoTask(PipelineEnv):
             metrics=metrics,
         )
 
+    @float32_matmuls
     def pipeline_init(self, q: jax.Array, qd: jax.Array, act: Any = None, ctrl: Any = None) -> mjx.Data:
         """``mjx.Data`` at (q, qd) after ``mj_forward``, like Gymnasium's ``set_state``."""
         data = mjx.make_data(self.sys, impl="jax").replace(qpos=q, qvel=qd)
@@ -274,6 +282,7 @@ class MujocoTask(PipelineEnv):
         # shows the noisy, unnormalised quaternion. Keep qpos as given, too.
         return data.replace(qpos=q)
 
+    @float32_matmuls
     def pipeline_step(self, pipeline_state: mjx.Data, action: jax.Array) -> mjx.Data:
         """``frame_skip`` MJX steps with control ``action`` (actuator space)."""
         data = pipeline_state.replace(ctrl=action)

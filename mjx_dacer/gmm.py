@@ -28,6 +28,8 @@ from flax import struct
 from jax.scipy.linalg import solve_triangular
 from jax.scipy.special import logsumexp, xlogy
 
+from mjx_dacer.precision import float32_matmuls
+
 # Lloyd iterations after the seeding: k-means only has to place EM's start in
 # the right basin (EM refines it), and on well-separated data Lloyd settles in
 # 2-3 iterations; a fixed count keeps the program shape static.
@@ -115,6 +117,7 @@ def gmm_entropy(
     return mixture_entropy(fit_gmm(x, num_components, max_iters, tol, reg_covar))
 
 
+@float32_matmuls  # k-means distances and whitened residuals subtract nearly equal products (`precision`)
 def _fit(x, num_components, max_iters, tol, reg_covar, init_labels=None):
     """EM on the flattened batch. Returns (GMM (...), iterations (...), converged (...)).
 
