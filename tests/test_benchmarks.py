@@ -73,3 +73,29 @@ def test_bench_envs_gives_a_row_per_batch_size(tmp_path):
                     "--steps", "8", "--repeats", "1")
     rows = table_rows(printed)
     assert len(rows) == 2 and all("MultiGoal-v0" in r for r in rows), printed
+
+
+def test_bench_profile_parts_add_up_and_the_trace_is_written(tmp_path):
+    trace = tmp_path / "trace"
+    printed = bench("profile", "--env", "MultiGoal-v0", "--calls", "2", "--repeats", "1", "--trace", trace,
+                    *[a for kv in TINY_TRAIN for a in ("--set", kv)])
+    rows = {r[0].split(" (")[0]: r for r in table_rows(printed)}
+    assert list(rows) == ["env step", "act", "buffer", "update", "entropy estimate", "sum of the parts",
+                          "whole iteration", "the rest"], printed
+    per_iteration = {name: float(r[3]) for name, r in rows.items()}
+    parts = sum(per_iteration[k] for k in ("env step", "act", "buffer", "update", "entropy estimate"))
+    assert abs(per_iteration["sum of the parts"] - parts) < 0.003
+    assert abs(per_iteration["the rest"] - (per_iteration["whole iteration"] - parts)) < 0.003
+    assert rows["entropy estimate"][2] == "1/10000"  # once per alpha_update_interval updates
+    assert list(trace.rglob("*.xplane.pb")), sorted(trace.rglob("*"))
+
+
+def test_profile_rows_amortise_the_update_count_and_the_entropy_interval():
+    from mjx_dacer.benchmarks import profile
+
+    cfg = load_config("multigoal", parse_overrides(["updates_per_iteration=2", "alpha_update_interval=10000"]))
+    seconds = {"env": 1e-3, "act": 2e-3, "buffer": 0.5e-3, "update": 4e-3, "entropy": 1.0, "iteration": 10e-3}
+    rows = {name.split(" (")[0]: (calls, per_iteration) for name, _, calls, per_iteration in
+            profile.table_rows(seconds, cfg)}
+    assert rows["update"] == ("2", 8e-3) and rows["entropy estimate"] == ("1/5000", 1.0 / 5000)
+    assert math.isclose(rows["sum of the parts"][1], 11.7e-3) and math.isclose(rows["the rest"][1], -1.7e-3)

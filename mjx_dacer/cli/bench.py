@@ -15,6 +15,7 @@ BENCHMARKS = {
     "gmm": "on-device GMM entropy estimate vs scikit-learn, state by state",
     "envs": "environment steps per second per task, physics profile and batch size",
     "train": "training iterations per second, on-device program vs a host loop",
+    "profile": "one training iteration part by part (env step, acting, buffer, update, entropy estimate)",
 }
 
 
