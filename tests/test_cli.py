@@ -93,6 +93,7 @@ def test_train_writes_the_run_directory_and_refuses_to_overwrite_it(tmp_path):
     assert saved[0].startswith("checkpoint 1: ") and all(line.endswith("(slow)") for line in saved[1:]), saved
     # The last lines name every output and the next commands.
     assert "policy.msgpack)" in out.stdout.splitlines()[-2] and f"mjx-dacer eval {run}" in out.stdout.splitlines()[-1]
+    assert out.stdout.splitlines()[-3].startswith("Wall clock: ")  # summary.md's sentence, from timing.csv
     # metrics.csv: counters as integers, nothing made up before the first update (blank, not 0).
     header, *rows = [line.split(",") for line in (run / "metrics.csv").read_text().strip().splitlines()]
     warmup_row, trained_row = dict(zip(header, rows[0])), dict(zip(header, rows[-1]))

@@ -194,6 +194,7 @@ def _run(args: argparse.Namespace, grid_specs: Sequence[str]) -> int:
     run(config, out, seeds=spec.seeds, grid=spec.grid, progress_fn=lambda line: print(line, flush=True),
         resume=args.resume is not None, on_divergence=args.on_divergence or "stop", track=args.track,
         verbose=args.verbose)
+    _print_wall_clock(out)
     print(f"done: {out}/ (config.yaml, metrics.csv, timing.csv, summary.md, curves.png, tb/, checkpoints/, "
           "policy.msgpack)\n"
           f"next: mjx-dacer eval {out}  |  mjx-dacer plot {out}  |  tensorboard --logdir {out}/tb", flush=True)
@@ -216,6 +217,7 @@ def _train_ppo(args: argparse.Namespace, config, grid_specs: Sequence[str], seed
     ppo.check(config, ppo.PPOSettings())  # before --overwrite removes anything
     out = prepare_out_dir(args, config.env)
     ppo.run(config, out, seeds=seeds, progress_fn=lambda line: print(line, flush=True))
+    _print_wall_clock(out)
     print(f"done: {out}/ (summary.md, metrics.csv, timing.csv, curves.png, ppo.yaml, ppo_params_seed*.pkl)", flush=True)
     return 0
 
@@ -237,3 +239,12 @@ def sweep(args: argparse.Namespace) -> int:
     return _run(args, args.grid)
 
 
+def _print_wall_clock(out: pathlib.Path) -> None:
+    """summary.md's wall-clock sentence (from timing.csv), before the final lines."""
+    from mjx_dacer import report
+    from mjx_dacer.rundir import RunDir
+
+    path = RunDir(pathlib.Path(out)).timing
+    text = report.wall_clock_summary(report.read_rows(path)) if path.is_file() else None
+    if text:
+        print(text, flush=True)
