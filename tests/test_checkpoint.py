@@ -270,3 +270,17 @@ def test_a_flipped_byte_in_the_newest_checkpoint_is_caught_by_its_checksum(tmp_p
         checkpointer.restore(abstract)
     assert "\n" not in str(e.value)
     checkpointer.close()
+
+
+def test_session_clock_goes_on_from_the_restored_rows():
+    from mjx_dacer.runner import _SessionClock
+
+    started = time.perf_counter()
+    fresh = _SessionClock(started, [], 0).row(1, 0, 20, 1.0, 2.0)
+    assert fresh["session"] == 1 and 0 <= fresh["wall_seconds"] < 60 and fresh["run"] is None
+    resumed = _SessionClock(started, [{"wall_seconds": 100.0, "session": 2}], 3).row(4, 6, 80, 1.0, 0.0)
+    assert resumed["session"] == 3 and 100 <= resumed["wall_seconds"] < 160
+    # A checkpoint from before timing.csv: the clock of the earlier sessions is not known.
+    old = _SessionClock(started, [], 3).row(4, 6, 80, 1.0, 0.0)
+    assert old["session"] == 2 and old["wall_seconds"] is None
+    assert "unknown" in report.wall_clock_summary([old])
