@@ -1,8 +1,9 @@
 """Where one training iteration's time goes: its parts timed apart, the whole iteration beside them.
 
 Each part runs as its own compiled `lax.scan` of `--calls` calls on one seed
-of the task's preset (the paper's networks, no warm-up), timed as `bench
-train` times (compiled ahead, one untimed call, the median of `--repeats`):
+of the task's preset (the paper's networks; as in `bench train`, no warm-up
+and a 100,000-transition buffer unless overridden), timed as `bench train`
+times (compiled ahead, one untimed call, the median of `--repeats`):
 
   env step   the N training environments' step (auto-reset and the episode limit included)
   act        the behaviour action of N states: the reverse diffusion chain (Eq. 5) and the added noise
@@ -68,8 +69,10 @@ def time_scan(program: TrainProgram, step: Callable[[Any], Any], carry: Any, cal
     return float(np.median(times)), carry
 
 
-def measure_parts(program: TrainProgram, calls: int, repeats: int) -> dict[str, float]:
-    """Seconds per call of each part (see the module docstring) and of the whole iteration."""
+def measure_parts(program: TrainProgram, calls: int, repeats: int,
+                  progress: Callable[[str], None] = lambda _: None) -> dict[str, float]:
+    """Seconds per call of each part (see the module docstring) and of the whole iteration; `progress`
+    hears of each part as it is done (compiling them all takes minutes on a CPU)."""
     cfg, agent, env = program.config, program.agent, program.training_env
     hp = cfg.hparams()
     ts = program.jit(program.init)(jax.random.PRNGKey(0), hp)
@@ -109,13 +112,18 @@ def measure_parts(program: TrainProgram, calls: int, repeats: int) -> dict[str, 
         return program.iteration(c, hp)[0]
 
     zero = jnp.zeros(())
-    seconds = {
-        "env": time_scan(program, env_step, (ts.env_state, key), calls, repeats)[0],
-        "act": time_scan(program, act, (ts.agent, ts.env_state.obs, key, zero), calls, repeats)[0],
-        "buffer": time_scan(program, store_and_sample, (ts.buffer, key, zero), calls, repeats)[0],
-        # The untimed first call is update 0, which runs the entropy estimate: the timed ones do not.
-        "update": time_scan(program, update, (ts.agent, key), calls, repeats)[0],
-    }
+    seconds = {}
+
+    def measure(name, step, carry):
+        t0 = time.perf_counter()
+        seconds[name] = time_scan(program, step, carry, calls, repeats)[0]
+        progress(f"{name}: {seconds[name] * 1e3:.3f} ms per call ({time.perf_counter() - t0:.1f} s with compiling)")
+
+    measure("env", env_step, (ts.env_state, key))
+    measure("act", act, (ts.agent, ts.env_state.obs, key, zero))
+    measure("buffer", store_and_sample, (ts.buffer, key, zero))
+    # The untimed first call is update 0, which runs the entropy estimate: the timed ones do not.
+    measure("update", update, (ts.agent, key))
     if hasattr(agent, "estimate_entropy"):
         noise_scale = agent.noise_scale(ts.agent.step, hp)
 
@@ -125,8 +133,8 @@ def measure_parts(program: TrainProgram, calls: int, repeats: int) -> dict[str, 
             h = agent.estimate_entropy(agent_state.policy_params, obs, k_e, agent_state.log_alpha, noise_scale)
             return agent_state, obs, k, total + h
 
-        seconds["entropy"] = time_scan(program, entropy, (ts.agent, batch.obs, key, zero), calls, repeats)[0]
-    seconds["iteration"] = time_scan(program, iteration, ts, calls, repeats)[0]
+        measure("entropy", entropy, (ts.agent, batch.obs, key, zero))
+    measure("iteration", iteration, ts)
     return seconds
 
 
@@ -158,7 +166,8 @@ def run(args: argparse.Namespace) -> int:
     program = make_train(config)
     overrides = f"; overrides: {' '.join(args.overrides)}" if args.overrides else ""
     lines = common.header(f"One training iteration, part by part: {args.env}", sys.argv) + [
-        f"One seed, {config.algo.upper()} with the preset's settings (no warm-up){overrides}. Each part: "
+        f"One seed, {config.algo.upper()} with the preset's settings but no warm-up and a buffer of "
+        f"{config.buffer_capacity:,} transitions (as `bench train`){overrides}. Each part: "
         f"{args.calls} calls in one compiled scan, median of {args.repeats} (after one untimed call). The entropy "
         f"estimate runs once per {config.alpha_update_interval} updates: its share is amortised. The rest: the "
         "measured iteration less the parts (fusion across them, metrics, branches).",
@@ -167,7 +176,7 @@ def run(args: argparse.Namespace) -> int:
         "|---|---:|---:|---:|---:|",
     ]
     print("\n".join(lines), flush=True)
-    seconds = measure_parts(program, args.calls, args.repeats)
+    seconds = measure_parts(program, args.calls, args.repeats, lambda line: print(line, file=sys.stderr, flush=True))
     whole = seconds["iteration"]
     for name, per_call, calls, per_iteration in table_rows(seconds, config):
         lines.append(f"| {name} | {'' if per_call is None else f'{per_call * 1e3:.3f}'} | {calls} | "
