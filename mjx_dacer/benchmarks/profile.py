@@ -50,8 +50,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def time_scan(program: TrainProgram, step: Callable[[Any], Any], carry: Any, calls: int,
-              repeats: int) -> tuple[float, Any]:
-    """Seconds per call of `step` (carry -> carry), `calls` calls in one compiled scan; and the carry after.
+              repeats: int) -> float:
+    """Seconds per call of `step` (carry -> carry), `calls` calls in one compiled scan (median of `repeats`).
 
     A copy of the carry is donated, so a part that updates a large buffer writes it in place as the
     training program does, and the caller's arrays stay usable for the next part.
@@ -66,7 +66,7 @@ def time_scan(program: TrainProgram, step: Callable[[Any], Any], carry: Any, cal
         t0 = time.perf_counter()
         carry = jax.block_until_ready(compiled(carry))
         times.append((time.perf_counter() - t0) / calls)
-    return float(np.median(times)), carry
+    return float(np.median(times))
 
 
 def measure_parts(program: TrainProgram, calls: int, repeats: int,
@@ -78,6 +78,7 @@ def measure_parts(program: TrainProgram, calls: int, repeats: int,
     ts = program.jit(program.init)(jax.random.PRNGKey(0), hp)
     n, a_dim = cfg.num_envs, program.env.action_size
     key = jax.random.PRNGKey(1)
+
     def transitions(obs):  # stored transitions at these states: random actions (their numbers do not matter)
         r = obs.shape[0]
         return replay.Transition(obs=obs, action=jax.random.uniform(key, (r, a_dim), minval=-1.0, maxval=1.0),
@@ -116,7 +117,7 @@ def measure_parts(program: TrainProgram, calls: int, repeats: int,
 
     def measure(name, step, carry):
         t0 = time.perf_counter()
-        seconds[name] = time_scan(program, step, carry, calls, repeats)[0]
+        seconds[name] = time_scan(program, step, carry, calls, repeats)
         progress(f"{name}: {seconds[name] * 1e3:.3f} ms per call ({time.perf_counter() - t0:.1f} s with compiling)")
 
     measure("env", env_step, (ts.env_state, key))
