@@ -131,6 +131,9 @@ class Config:
     activation: str = setting("mish", "noise network activation", one_of(_activations))
     critic_activation: str = setting("mish", "critic activation", one_of(_activations))
     diffusion_steps: int = setting(20, "T, steps of the reverse chain (Eq. 7-9)", at_least(1))
+    chain_unroll: int = setting(
+        1, "reverse-chain steps per loop iteration of the compiled chain (1: a loop of T steps, T: no loop); "
+           "speed only, the same actions", at_least(1))
     # Entropy regulator (spec §2).
     noise_scale: float = setting(0.1, "lambda of Eq. 16: behaviour noise is lambda * alpha * N(0, I)",
                                  at_least(0.0), traced=True)

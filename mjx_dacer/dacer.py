@@ -115,7 +115,7 @@ class DACER:
     def deterministic_action(self, policy_params: Params, obs: jax.Array, key: jax.Array) -> jax.Array:
         """a0 of the reverse chain (Eq. 7-9) without exploration noise. obs (N, S) -> (N, A)."""
         noise_fn = functools.partial(self.policy_net.apply, policy_params)
-        return diffusion.reverse_chain(noise_fn, self.schedule, obs, key, self.action_size)
+        return diffusion.reverse_chain(noise_fn, self.schedule, obs, key, self.action_size, self.config.chain_unroll)
 
     def noisy_action(
         self,

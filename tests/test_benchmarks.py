@@ -39,16 +39,29 @@ def test_bench_train_times_each_seed_count_and_states_the_memory(tmp_path):
     assert out.read_text() == printed
     assert "- command: `mjx-dacer bench train --envs MultiGoal-v0" in printed
     rows = table_rows(printed)
-    assert [r[:2] for r in rows] == [["MultiGoal-v0", "1"], ["MultiGoal-v0", "2"]]
+    assert [r[:3] for r in rows] == [["MultiGoal-v0", "preset", "1"], ["MultiGoal-v0", "preset", "2"]]
     for r in rows:
-        assert float(r[2].replace(",", "")) > 0 and r[4].endswith(" ms") and float(r[5]) > 0
-    assert float(rows[0][6].replace(",", "")) > 0 and rows[0][7].endswith("x") and rows[1][6] == ""
+        assert float(r[3].replace(",", "")) > 0 and r[5].endswith(" ms") and float(r[6]) > 0 and r[11] == ""
+    assert float(rows[0][7].replace(",", "")) > 0 and rows[0][8].endswith("x") and rows[1][7] == ""
     # 100,000 transitions of (obs 2, action 2, reward, next_obs 2, terminated, truncated) float32 = 3.4 MiB.
-    assert rows[0][8].endswith("(3.4)") and float(rows[0][9].replace(",", "")) >= float(rows[0][8].split()[0])
+    assert rows[0][9].endswith("(3.4)") and float(rows[0][10].replace(",", "")) >= float(rows[0][9].split()[0])
 
     memory = table_rows(bench("train", "--envs", "MultiGoal-v0", "--seeds", "2", "--memory-only",
                               *[a for kv in TINY_TRAIN for a in ("--set", kv)]))
-    assert memory[0][2:5] == ["", "", ""] and memory[0][8] == rows[1][8]
+    assert memory[0][3:6] == ["", "", ""] and memory[0][9] == rows[1][9]
+
+
+def test_bench_train_compares_settings_side_by_side():
+    rows = table_rows(bench("train", "--envs", "MultiGoal-v0", "--seeds", "1", "--iterations", "2", "--repeats", "1",
+                            "--no-host-loop", *[a for kv in TINY_TRAIN for a in ("--set", kv)],
+                            "--compare", "chain_unroll=1", "chain_unroll=2 buffer_capacity=50000"))
+    assert [r[1] for r in rows] == ["chain_unroll=1", "chain_unroll=2 buffer_capacity=50000"]
+    assert rows[0][11] == "1.00x" and rows[1][11].endswith("x") and rows[0][7] == rows[1][7] == ""
+    # The second settings' buffer is half the first's: the overrides reach the program.
+    assert rows[0][9].endswith("(3.4)") and rows[1][9].endswith("(1.7)")
+    bad = subprocess.run([sys.executable, "-m", "mjx_dacer.cli", "bench", "train", "--envs", "MultiGoal-v0",
+                          "--compare", "chain_unrol=2"], capture_output=True, text=True, timeout=300)
+    assert bad.returncode != 0 and "did you mean 'chain_unroll'" in bad.stderr and "Traceback" not in bad.stderr
 
 
 def test_state_bytes_are_the_allocated_states():

@@ -143,3 +143,29 @@ def test_dense_initialisation_matches_the_reference():
         assert np.abs(leaf).max() <= bound * (1 + 1e-6), path
         if leaf.size >= 10_000:  # enough draws for the std to be within 3%
             np.testing.assert_allclose(leaf.std(), truncated_std / np.sqrt(fan_in), rtol=0.03, err_msg=str(path))
+
+
+def test_unrolled_chain_gives_the_same_actions_and_gradients_without_the_loop():
+    """chain_unroll changes only how the chain is compiled: a0 and d a0 / d params match the rolled loop,
+    and a full unroll takes the chain's loop out of the program (so the option takes effect)."""
+    T, S, A = 20, 7, 3
+    net = NoisePredictor(A, (32, 32))
+    params = net.init(jax.random.PRNGKey(0), jnp.zeros((1, S)), jnp.zeros((1, A)), jnp.zeros((1,), jnp.int32))
+    obs = jax.random.normal(jax.random.PRNGKey(1), (64, S))
+    schedule = diffusion.make_schedule(T)
+
+    def chain(p, unroll):
+        return diffusion.reverse_chain(lambda o, x, t: net.apply(p, o, x, t), schedule, obs, jax.random.PRNGKey(2),
+                                       A, unroll)
+
+    def loops(fn):  # the PRNG's own loops (threefry) are in every variant; the chain adds one when rolled
+        return jax.jit(fn).lower(params).as_text().count("stablehlo.while")
+
+    rolled = jax.jit(lambda p: (chain(p, 1), jax.grad(lambda q: jnp.sum(chain(q, 1) ** 2))(p)))(params)
+    for unroll in (3, T, 50):  # a remainder, exactly T, more than T
+        a0, grads = jax.jit(lambda p: (chain(p, unroll), jax.grad(lambda q: jnp.sum(chain(q, unroll) ** 2))(p)))(
+            params)
+        np.testing.assert_allclose(a0, rolled[0], atol=1e-6)
+        jax.tree.map(lambda g, r: np.testing.assert_allclose(g, r, rtol=1e-5, atol=1e-6), grads, rolled[1])
+        gone = loops(lambda p: chain(p, 1)) - loops(lambda p: chain(p, unroll))
+        assert gone == (1 if unroll >= T else 0), unroll

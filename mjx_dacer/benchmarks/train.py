@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import shlex
 import sys
 import time
 
@@ -50,6 +51,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "XLA's memory per row")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="config override applied to every task (e.g. hidden_sizes=64,64)")
+    p.add_argument("--compare", nargs="+", default=[""], metavar="SETTINGS",
+                   help="measure every task and seed count under each of these settings, side by side: each is "
+                        "one quoted, space-separated list of KEY=VALUE overrides applied on top of --set (e.g. "
+                        "--compare chain_unroll=1 chain_unroll=20 'chain_unroll=20 physics=faithful'); the last "
+                        "column is each row's speed over the first settings' (default: the preset alone)")
     p.add_argument("--out", help="also write the Markdown table to this file (rewritten after every row)")
 
 
@@ -182,6 +188,11 @@ def _mib(n: int) -> str:
     return f"{n / 2**20:,.1f}"
 
 
+def _settings(text: str) -> list[str]:
+    """One --compare value, "chain_unroll=20 physics=faithful", as its overrides."""
+    return shlex.split(text)
+
+
 def run(args: argparse.Namespace) -> int:
     if args.memory_only:
         timed = "Memory only (--memory-only): compiled from the shapes, nothing allocated or timed"
@@ -193,31 +204,38 @@ def run(args: argparse.Namespace) -> int:
         "transitions and the paper's network sizes unless overridden; overrides: "
         f"{' '.join(args.overrides) or 'none'}. "
         "Memory: the training state of one seed (its replay buffer in brackets), exact from the shapes; "
-        "XLA: the compiled program's planned device memory, all seeds.",
+        "XLA: the compiled program's planned device memory, all seeds. Settings: the row's --compare "
+        "overrides; the last column is its on-device speed over the first settings' at the same seed count.",
         "",
-        "| task | seeds | on-device iter/s (per seed) | env steps/s (all seeds) | s/iter | compile s "
-        "| host loop iter/s (1 seed) | on-device speed-up | state MiB/seed (buffer) | XLA MiB |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| task | settings | seeds | on-device iter/s (per seed) | env steps/s (all seeds) | s/iter | compile s "
+        "| host loop iter/s (1 seed) | on-device speed-up | state MiB/seed (buffer) | XLA MiB | vs first settings |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    configs = {env: _config(env, args.overrides) for env in args.envs}  # bad input fails before any compile
+    # Bad input fails before any compile.
+    configs = {(env, v): _config(env, [*args.overrides, *_settings(v)]) for env in args.envs for v in args.compare}
     print("\n".join(lines), flush=True)
     for env in args.envs:
-        program = make_train(configs[env])
-        host_ips = None
-        if args.host_loop and not args.memory_only:
-            host_ips = 1.0 / time_host_loop(program, args.iterations, args.repeats)
+        programs = {v: make_train(configs[env, v]) for v in args.compare}
+        host_ips = {v: 1.0 / time_host_loop(p, args.iterations, args.repeats)
+                    for v, p in programs.items() if args.host_loop and not args.memory_only}
         for seeds in args.seeds:
-            m = time_on_device(program, seeds, args.iterations, args.repeats, memory_only=args.memory_only)
-            memory = f"{_mib(m.state_bytes)} ({_mib(m.buffer_bytes)}) | {_mib(m.program_bytes)}"
-            if m.seconds_per_iteration is None:
-                row = f"| {env} | {seeds} | | | | {m.compile_seconds:.1f} | | | {memory} |"
-            else:
-                ips = 1.0 / m.seconds_per_iteration
-                host = host_ips if seeds == 1 else None
-                row = (f"| {env} | {seeds} | {ips:,.1f} | {ips * seeds * program.config.num_envs:,.0f} | "
-                       f"{m.seconds_per_iteration * 1e3:.1f} ms | {m.compile_seconds:.1f} | "
-                       f"{f'{host:,.1f}' if host else ''} | {f'{ips / host:.1f}x' if host else ''} | {memory} |")
-            lines.append(row)
-            print(row, flush=True)
-            common.write(args.out, lines)  # after every row: a long CPU run keeps what it measured
+            first_ips = None
+            for v, program in programs.items():
+                m = time_on_device(program, seeds, args.iterations, args.repeats, memory_only=args.memory_only)
+                memory = f"{_mib(m.state_bytes)} ({_mib(m.buffer_bytes)}) | {_mib(m.program_bytes)}"
+                label = v.strip() or "preset"
+                if m.seconds_per_iteration is None:
+                    row = f"| {env} | {label} | {seeds} | | | | {m.compile_seconds:.1f} | | | {memory} | |"
+                else:
+                    ips = 1.0 / m.seconds_per_iteration
+                    first_ips = first_ips or ips
+                    host = host_ips.get(v) if seeds == 1 else None
+                    versus = f"{ips / first_ips:.2f}x" if len(programs) > 1 else ""
+                    row = (f"| {env} | {label} | {seeds} | {ips:,.1f} | {ips * seeds * program.config.num_envs:,.0f} | "
+                           f"{m.seconds_per_iteration * 1e3:.1f} ms | {m.compile_seconds:.1f} | "
+                           f"{f'{host:,.1f}' if host else ''} | {f'{ips / host:.1f}x' if host else ''} | {memory} "
+                           f"| {versus} |")
+                lines.append(row)
+                print(row, flush=True)
+                common.write(args.out, lines)  # after every row: a long CPU run keeps what it measured
     return 0
