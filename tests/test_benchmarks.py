@@ -112,3 +112,21 @@ def test_profile_rows_amortise_the_update_count_and_the_entropy_interval():
             profile.table_rows(seconds, cfg)}
     assert rows["update"] == ("2", 8e-3) and rows["entropy estimate"] == ("1/5000", 1.0 / 5000)
     assert math.isclose(rows["sum of the parts"][1], 11.7e-3) and math.isclose(rows["the rest"][1], -1.7e-3)
+
+
+def test_the_nvidia_driver_is_read_from_nvidia_smi(monkeypatch):
+    from mjx_dacer.benchmarks import common
+
+    def fake_run(out, rc=0):
+        return lambda *a, **k: subprocess.CompletedProcess(a, rc, stdout=out, stderr="")
+
+    monkeypatch.setattr(common.subprocess, "run", fake_run("550.54.15\n550.54.15\n"))
+    assert common.nvidia_driver() == "550.54.15"
+    monkeypatch.setattr(common.subprocess, "run", fake_run("", rc=9))
+    assert common.nvidia_driver() is None
+
+    def missing(*a, **k):
+        raise FileNotFoundError("nvidia-smi")
+
+    monkeypatch.setattr(common.subprocess, "run", missing)
+    assert common.nvidia_driver() is None

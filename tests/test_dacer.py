@@ -173,3 +173,19 @@ def test_agent_reads_the_static_fields_of_its_config():
     state = agent.init(jax.random.PRNGKey(0))
     assert float(state.log_alpha) == pytest.approx(np.log(3.0))
     assert float(agent.target_entropy(cfg.hparams())) == pytest.approx(-0.9 * 3)
+
+
+def test_chain_unroll_reaches_the_update_and_leaves_its_numbers_alone():
+    """Config.chain_unroll compiles the chain without its loop; one update (critics through the target
+    actions' chain, the actor through its own) gives the same numbers as with the loop."""
+    key = jax.random.PRNGKey(0)
+    batch = random_batch(jax.random.PRNGKey(1))
+    results, loops = [], []
+    for unroll in (1, 5):
+        agent = tiny_agent(chain_unroll=unroll)
+        update = jax.jit(lambda s, b, k: agent.update(s, b, k, hparams()))
+        state = agent.init(key)
+        results.append(update(state, batch, jax.random.PRNGKey(2)))
+        loops.append(update.lower(state, batch, jax.random.PRNGKey(2)).as_text().count("stablehlo.while"))
+    assert loops[1] < loops[0]
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6), results[0], results[1])

@@ -7,6 +7,7 @@ import os
 import pathlib
 import platform
 import shlex
+import subprocess
 from typing import Sequence
 
 import jax
@@ -28,7 +29,20 @@ def device_description() -> str:
         except OSError:
             pass
         return f"cpu: {model} ({os.cpu_count()} cores)"
-    return f"{dev.device_kind} ({dev.platform}, {len(jax.devices())} device(s))"
+    driver = nvidia_driver() if dev.platform == "gpu" else None
+    return (f"{dev.device_kind} ({dev.platform}, {len(jax.devices())} device(s)"
+            f"{f', NVIDIA driver {driver}' if driver else ''})")
+
+
+def nvidia_driver() -> str | None:
+    """The NVIDIA driver's version from nvidia-smi, or None where there is none."""
+    try:
+        done = subprocess.run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
+                              capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    versions = done.stdout.split()
+    return versions[0] if done.returncode == 0 and versions else None
 
 
 def header(title: str, argv: Sequence[str]) -> list[str]:
@@ -42,8 +56,8 @@ def header(title: str, argv: Sequence[str]) -> list[str]:
         f"- device: {device_description()}",
         f"- jax {jax.__version__}, mujoco {mujoco.__version__}, python {platform.python_version()}",
         *([f"- XLA:CPU: {cpu_threads.pool_size()} intra-op thread(s) (mjx_dacer.cpu_threads: "
-           f"{mjx_dacer.CPU_THREADS}); XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}"]
-          if jax.default_backend() == "cpu" else []),
+           f"{mjx_dacer.CPU_THREADS})"] if jax.default_backend() == "cpu" else []),
+        f"- XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}",
         f"- command: `{command}`",
         f"- date: {datetime.date.today().isoformat()}",
         "",
