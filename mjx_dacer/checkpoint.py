@@ -56,6 +56,22 @@ class Restored:
     skipped: list[str]  # "checkpoint N: reason" for each newer checkpoint that could not be used
 
 
+def snapshot(state: Any) -> list[np.ndarray]:
+    """Host copies of the leaves of `state`, owned by the caller.
+
+    `device_get` copies a leaf on a GPU to the host; a leaf on the CPU comes back as a view of its
+    device buffer, which is copied here: a view held during the background write would keep the next
+    chunk from taking over (being donated) that buffer, and XLA would copy the whole state instead.
+    """
+    leaves = jax.tree.leaves(state)
+    host = jax.device_get(leaves)
+
+    def on_cpu(x) -> bool:
+        return not isinstance(x, jax.Array) or all(d.platform == "cpu" for d in x.devices())
+
+    return [np.array(h) if on_cpu(x) else np.asarray(h) for x, h in zip(leaves, host)]
+
+
 class Checkpointer:
     """Saves and restores `RUN_DIR/checkpoints`, keeping the newest `max_to_keep`."""
 
@@ -71,9 +87,19 @@ class Checkpointer:
 
     def save(self, chunks_done: int, state: Any, rows: Sequence[dict], timing: Sequence[dict] = ()
              ) -> tuple[float, int]:
-        """Write a checkpoint (the state, metrics.csv's and timing.csv's rows); returns (seconds, bytes on disk)."""
+        """`snapshot` then `write`, in the calling thread; returns (seconds, bytes on disk)."""
         start = time.perf_counter()
-        leaves = [np.asarray(x) for x in jax.tree.leaves(jax.device_get(state))]
+        _, size = self.write(chunks_done, snapshot(state), rows, timing)
+        return time.perf_counter() - start, size
+
+    def write(self, chunks_done: int, leaves: Sequence[np.ndarray], rows: Sequence[dict],
+              timing: Sequence[dict] = ()) -> tuple[float, int]:
+        """Write a checkpoint of a `snapshot`'s leaves with metrics.csv's and timing.csv's rows.
+
+        Reads nothing on the device, so it can run in a background thread while training goes on.
+        Returns (seconds, bytes on disk).
+        """
+        start = time.perf_counter()
         arrays = {_leaf_key(i): x for i, x in enumerate(leaves) if x.size}
         meta = {"format": FORMAT_VERSION, "chunks_done": chunks_done, "rows": list(rows), "timing": list(timing),
                 "leaves": _signature(leaves), "crc32": checksums(leaves)}

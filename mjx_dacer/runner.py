@@ -6,6 +6,16 @@
 
 The host touches data only between chunks. `run` is the one-call API.
 
+Checkpoints are written in the background. Between chunks the state is
+copied to host memory (a snapshot, so the device buffers can be donated to
+the next chunk at once) and the policy file written; the checksums and the
+files of the checkpoint are then written by a second worker thread while the
+next chunk runs. With 1M-transition buffers a checkpoint is gigabytes per
+seed, and writing it in line would stall the accelerator for about as long
+as a chunk. One write is in flight at a time (the next snapshot waits for
+it), the end of the run and a stop wait for it, and a checkpoint counts as
+written only once its write has finished.
+
 Stopping. Compiles and chunks run in a worker thread while the main thread
 waits in short steps, so signals are handled at once even during a long
 chunk: SIGTERM (what `timeout`, SLURM and Kubernetes send before a SIGKILL)
@@ -17,6 +27,7 @@ long that should take, then checkpoints; a second one stops like SIGTERM.
 from __future__ import annotations
 
 import concurrent.futures
+import dataclasses
 import os
 import pathlib
 import signal
@@ -29,8 +40,8 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from mjx_dacer import sinks
-from mjx_dacer.checkpoint import Checkpointer
-from mjx_dacer.config import Config, ConfigError
+from mjx_dacer.checkpoint import Checkpointer, snapshot
+from mjx_dacer.config import Config, ConfigError, error_line
 from mjx_dacer.errors import RunStopped
 from mjx_dacer.policy import export_policy
 from mjx_dacer.rundir import RunDir, RunSpec, resumed_config
@@ -118,27 +129,60 @@ class Runner:
         self._saved: tuple[int, int] | None = None  # (chunks, iteration) of the newest complete checkpoint
         self._compiled: dict[int, Any] = {}  # chunk length -> compiled chunk program
         self._worker: concurrent.futures.ThreadPoolExecutor | None = None  # runs compiles and chunks (see `_call`)
+        self._writer: concurrent.futures.ThreadPoolExecutor | None = None  # writes checkpoints (see `_save`)
+        self._pending: _PendingWrite | None = None  # the checkpoint write in flight
 
     @property
     def out_dir(self) -> pathlib.Path:
         return self.run_dir.path
 
     # ------------------------------------------------------------ checkpoints
-    def _save(self, checkpointer: Checkpointer, chunks_done: int, ts: TrainState) -> None:
-        seconds, size = checkpointer.save(chunks_done, ts, self.metric_rows, self.timing_rows)
+    def _save(self, checkpointer: Checkpointer, chunks_done: int, ts: TrainState, wait: bool) -> None:
+        """Snapshot `ts`, write the policy file, and hand the checkpoint to the writer thread.
+
+        `wait`: return only once the checkpoint is written (the end of the run, a stop).
+        """
+        self._finish_write()  # one write at a time: one snapshot in host memory
+        wait = wait or self._stop_signal is not None  # a Ctrl-C during that wait: this one is the last
         iteration = self.program.iterations_after(chunks_done)
-        self._saved = (chunks_done, iteration)
+        leaves = snapshot(ts)
         # The policy alone, next to the checkpoint: small and independent of the buffer.
         export_policy(self.run_dir.path, self.config, self.program.agent, ts.agent, self.hparams,
                       labels=self.spec.labels, seeds=[s for _, s in self.spec.entries], iteration=iteration,
                       obs_size=self.program.env.observation_size, action_size=self.program.env.action_size)
+        future = self._writer.submit(checkpointer.write, chunks_done, leaves, list(self.metric_rows),
+                                     list(self.timing_rows))
+        self._pending = _PendingWrite(future, chunks_done, iteration, checkpointer.directory)
+        if wait:
+            self._finish_write()
+
+    def _finish_write(self) -> None:
+        """Wait for the checkpoint write in flight, if any (signals handled meanwhile), and report it."""
+        if self._pending is None:
+            return
+        t0 = time.perf_counter()
+        while not self._pending.future.done():
+            self._check_signals()
+            concurrent.futures.wait([self._pending.future], timeout=0.1)
+        self._pending.waited = time.perf_counter() - t0
+        self._collect_write()
+
+    def _collect_write(self) -> None:
+        """Report a finished checkpoint write (a failed one raises its error); nothing while it runs."""
+        pending = self._pending
+        if pending is None or not pending.future.done():
+            return
+        self._pending = None
+        seconds, size = pending.future.result()
+        self._saved = (pending.chunks_done, pending.iteration)
         # Notable: the first one (where they go), a slow one (its cost), or every one with --verbose.
         chunk_seconds = self._last_chunk_seconds or 0.0
         slow = seconds > SLOW_CHECKPOINT_SECONDS or (seconds > 1.0 and seconds > 0.25 * chunk_seconds)
         if self.verbose or slow or not self._checkpoint_lines:
             self._checkpoint_lines += 1
-            self.progress(f"checkpoint {chunks_done}: {size / 2**20:,.1f} MiB in {seconds:.1f} s "
-                          f"({checkpointer.directory})" + (" (slow)" if slow and not self.verbose else ""))
+            waited = f", training waited {pending.waited:.1f} s for it" if pending.waited > 1.0 else ""
+            self.progress(f"checkpoint {pending.chunks_done}: {size / 2**20:,.1f} MiB in {seconds:.1f} s{waited} "
+                          f"({pending.directory})" + (" (slow)" if slow and not self.verbose else ""))
 
     def _restore(self, checkpointer: Checkpointer) -> tuple[TrainState, int, list[dict], list[dict]]:
         abstract = jax.eval_shape(self._init, self.keys, self.hparams)
@@ -215,6 +259,7 @@ class Runner:
         try:
             while True:
                 self._check_signals()
+                self._collect_write()  # said as soon as it is written, not after the chunk
                 try:
                     return future.result(timeout=0.1)
                 except concurrent.futures.TimeoutError:
@@ -248,6 +293,7 @@ class Runner:
         in_main = threading.current_thread() is threading.main_thread()
         previous = {s: signal.signal(s, self._handle_signal) for s in SIGNAL_EXIT} if in_main else {}
         self._worker = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="mjx-dacer-run")
+        self._writer = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="mjx-dacer-checkpoint")
         try:
             sizes = program.chunk_sizes
             if resume:
@@ -315,8 +361,9 @@ class Runner:
                     )
                 last = c == len(sizes) - 1
                 self._check_signals()
-                if last or (c + 1) % cfg.checkpoint_interval == 0 or self._stop_signal is not None:
-                    self._save(checkpointer, c + 1, ts)
+                stopping = last or self._stop_signal is not None
+                if stopping or (c + 1) % cfg.checkpoint_interval == 0:
+                    self._save(checkpointer, c + 1, ts, wait=stopping)
                 self._check_signals()
                 if self._stop_signal is not None and not last:
                     raise RunStopped(
@@ -324,13 +371,35 @@ class Runner:
                         SIGNAL_EXIT[self._stop_signal], resume_dir=self.out_dir,
                     )
         finally:
+            self._worker.shutdown(wait=False)  # an abandoned chunk may still be running: not waited for
+            pending = self._pending
+            if pending is not None and not self._abandon:
+                # Stopped by an error (e.g. a diverged run): the write in flight is a good checkpoint.
+                while not pending.future.done() and not self._abandon:  # a second Ctrl-C: not waited for
+                    concurrent.futures.wait([pending.future], timeout=0.1)
+                try:
+                    if not self._abandon:
+                        self._collect_write()
+                except Exception as e:  # the error that stopped the run is the one to raise
+                    self.progress(f"warning: checkpoint {pending.chunks_done} was not written: {error_line(e)}")
+            self._writer.shutdown(wait=not self._abandon)
             for s, handler in previous.items():
                 signal.signal(s, handler)
-            self._worker.shutdown(wait=False)  # an abandoned chunk may still be running: not waited for
             for sink in self.sinks:
                 sink.close()
             checkpointer.close()
         return ts
+
+
+@dataclasses.dataclass
+class _PendingWrite:
+    """A checkpoint handed to the writer thread: its future ((seconds, bytes) of `Checkpointer.write`)."""
+
+    future: concurrent.futures.Future
+    chunks_done: int
+    iteration: int
+    directory: pathlib.Path
+    waited: float = 0.0  # seconds the training waited for it
 
 
 class _SessionClock:

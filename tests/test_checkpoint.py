@@ -284,3 +284,62 @@ def test_session_clock_goes_on_from_the_restored_rows():
     old = _SessionClock(started, [], 3).row(4, 6, 80, 1.0, 0.0)
     assert old["session"] == 2 and old["wall_seconds"] is None
     assert "unknown" in report.wall_clock_summary([old])
+
+
+def test_a_snapshot_owns_its_memory_so_the_state_can_still_be_donated():
+    import jax
+    import jax.numpy as jnp
+
+    from mjx_dacer.checkpoint import snapshot
+
+    x = jnp.arange(100_000.0)
+    leaves = snapshot({"a": x, "b": 3})
+    step = jax.jit(lambda a: a.at[0].set(-1.0), donate_argnums=0)
+    y = step(x)
+    assert x.is_deleted()  # donated: no view of its buffer was left behind
+    assert float(y[0]) == -1.0 and leaves[0][0] == 0.0 and leaves[0][-1] == 99_999.0 and int(leaves[1]) == 3
+
+
+def test_checkpoints_are_written_while_the_next_chunk_runs(uninterrupted, tmp_path, monkeypatch):
+    """A slow disk, simulated: each write takes 2 s. Training goes on meanwhile, the end of the run waits
+    for the last write, and the run is the uninterrupted one, value for value."""
+    from mjx_dacer.checkpoint import Checkpointer
+
+    full, _ = uninterrupted
+    write = Checkpointer.write
+    events = []
+
+    def slow_write(self, chunks_done, *args):
+        events.append(f"write {chunks_done} starts")
+        time.sleep(2.0)
+        out = write(self, chunks_done, *args)
+        events.append(f"write {chunks_done} ends")
+        return out
+
+    monkeypatch.setattr(Checkpointer, "write", slow_write)
+    out = tmp_path / "run"
+    lines = []
+    Runner(tiny_config(), SPEC, out, progress=lambda line: (lines.append(line), events.append(line[:5]))).run()
+    # Chunk 2's progress line comes before checkpoint 1 is written; the run returns after the last write.
+    assert events.index("[2/3]") < events.index("write 1 ends") and "write 3 ends" in events, events
+    assert sorted(p.name for p in (out / "checkpoints").iterdir() if p.name.isdigit()) == ["2", "3"]
+    assert metric_rows(out) == metric_rows(full)
+    # The line says when the training had to wait for a write (here before checkpoint 2's snapshot).
+    assert any(line.startswith("checkpoint ") and "training waited" in line for line in lines), lines
+
+
+def test_a_failed_checkpoint_write_stops_the_run_with_its_error(tmp_path, monkeypatch):
+    from mjx_dacer.checkpoint import Checkpointer
+
+    write = Checkpointer.write
+
+    def disk_full_at_2(self, chunks_done, *args):
+        if chunks_done == 2:
+            raise OSError(28, "No space left on device")
+        return write(self, chunks_done, *args)
+
+    monkeypatch.setattr(Checkpointer, "write", disk_full_at_2)
+    out = tmp_path / "run"
+    with pytest.raises(OSError, match="No space left"):
+        Runner(tiny_config(), SPEC, out, progress=lambda _: None).run()
+    assert sorted(p.name for p in (out / "checkpoints").iterdir() if p.name.isdigit()) == ["1"]
