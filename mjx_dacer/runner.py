@@ -167,10 +167,14 @@ class Runner:
         self._pending.waited = time.perf_counter() - t0
         self._collect_write()
 
-    def _collect_write(self) -> None:
-        """Report a finished checkpoint write (a failed one raises its error); nothing while it runs."""
+    def _collect_write(self, errors: bool = True) -> None:
+        """Report a finished checkpoint write; nothing while it runs.
+
+        A failed write raises its error, or with `errors=False` (during a chunk, whose worker could not
+        be stopped) stays pending until the next `_finish_write` raises it, between chunks.
+        """
         pending = self._pending
-        if pending is None or not pending.future.done():
+        if pending is None or not pending.future.done() or (not errors and pending.future.exception()):
             return
         self._pending = None
         seconds, size = pending.future.result()
@@ -259,7 +263,7 @@ class Runner:
         try:
             while True:
                 self._check_signals()
-                self._collect_write()  # said as soon as it is written, not after the chunk
+                self._collect_write(errors=False)  # said as soon as it is written, not after the chunk
                 try:
                     return future.result(timeout=0.1)
                 except concurrent.futures.TimeoutError:
