@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import dataclasses
+import functools
 import os
 import pathlib
 import signal
@@ -109,8 +110,12 @@ class Runner:
         # program compiled ahead for the first chunk fits every later one.
         self._state_sharding = None if self.sharding is None else self._state_shardings()
         out = {} if self.sharding is None else {"out_shardings": (self._state_sharding, self.sharding)}
-        self._chunk = self.program.jit(self.program.run_chunk_guarded_batch, static_argnums=2, donate_argnums=0,
-                                       **out)
+        # One program for chunks of every length (the warm-up, the full chunks, a shorter last one): the
+        # length is an argument, so the run compiles its chunk program once.
+        self._max_chunk = max(self.program.chunk_sizes)
+        self._chunk = self.program.jit(
+            functools.partial(self.program.run_chunk_guarded_batch, max_iterations=self._max_chunk),
+            donate_argnums=0, **out)
         title = f"{config.algo.upper()} on {config.env}"
         self.sinks: list[sinks.Sink] = [
             sinks.ProgressSink(progress, config.total_iterations),
@@ -127,7 +132,7 @@ class Runner:
         self._task: str | None = None  # what the worker thread is doing: "compile", "chunk" or nothing
         self._task_started = 0.0
         self._saved: tuple[int, int] | None = None  # (chunks, iteration) of the newest complete checkpoint
-        self._compiled: dict[int, Any] = {}  # chunk length -> compiled chunk program
+        self._compiled: Any = None  # the chunk program, compiled
         self._worker: concurrent.futures.ThreadPoolExecutor | None = None  # runs compiles and chunks (see `_call`)
         self._writer: concurrent.futures.ThreadPoolExecutor | None = None  # writes checkpoints (see `_save`)
         self._pending: _PendingWrite | None = None  # the checkpoint write in flight
@@ -271,20 +276,21 @@ class Runner:
         finally:
             self._task = None
 
-    def _compiled_chunk(self, ts: TrainState, n: int):
-        """The program of an n-iteration chunk, compiled ahead of its first call.
+    def _compiled_chunk(self, ts: TrainState):
+        """The chunk program (state, hparams, length) -> (state, row), compiled ahead of its first call.
 
         Compiling apart from running keeps compile time out of the chunk's
         speed and out of the time a Ctrl-C is told the chunk needs.
         """
-        if n not in self._compiled:
+        if self._compiled is None:
             t0 = time.perf_counter()
-            lowered = self._chunk.lower(ts, self.hparams, n)  # tracing: quick
-            self._compiled[n] = self._call("compile", lowered.compile)
+            lowered = self._chunk.lower(ts, self.hparams, np.int32(0))  # tracing: quick
+            self._compiled = self._call("compile", lowered.compile)
             seconds = time.perf_counter() - t0
             self._compile_seconds += seconds
-            self.progress(f"compiled the {n}-iteration chunk program in {seconds:.1f} s")
-        return self._compiled[n]
+            self.progress(f"compiled the chunk program (chunks of up to {self._max_chunk} iterations) in "
+                          f"{seconds:.1f} s")
+        return self._compiled
 
     # -------------------------------------------------------------------- run
     def run(self, resume: bool = False) -> TrainState:
@@ -329,9 +335,9 @@ class Runner:
             run_seconds, run_iters = 0.0, 0
             for c in range(start_chunk, len(sizes)):
                 n = sizes[c]
-                chunk = self._compiled_chunk(ts, n)
+                chunk = self._compiled_chunk(ts)
                 t0 = time.perf_counter()
-                ts, metrics = self._call("chunk", lambda: jax.block_until_ready(chunk(ts, self.hparams)))
+                ts, metrics = self._call("chunk", lambda: jax.block_until_ready(chunk(ts, self.hparams, np.int32(n))))
                 metrics = jax.device_get(metrics)
                 dt = time.perf_counter() - t0
                 self._last_chunk_seconds = dt

@@ -5,7 +5,7 @@ behaviour actions (uniform random while the buffer holds fewer than
 `warmup_steps` transitions), store the transitions, then run
 `updates_per_iteration` updates of the agent (`config.algo`: DACER or a
 baseline, see `mjx_dacer.agents`) on uniformly sampled batches (none
-during the warm-up). A chunk is a run of iterations as one `lax.scan`
+during the warm-up). A chunk is a run of iterations as one loop
 followed by deterministic evaluation episodes, all on the device: first the
 `Config.warmup_iterations` of the warm-up (its evaluation is the untrained
 policy's, iteration 0), then `eval_interval` iterations at a time until
@@ -194,8 +194,14 @@ class TrainProgram:
         return new_ts, metrics
 
     # ----------------------------------------------------------------- chunk
-    def run_chunk(self, ts: TrainState, hparams: HParams, num_iterations: int) -> tuple[TrainState, Metrics]:
+    def run_chunk(self, ts: TrainState, hparams: HParams, num_iterations: int | jax.Array,
+                  max_iterations: int | None = None) -> tuple[TrainState, Metrics]:
         """`num_iterations` iterations, then `eval_episodes` deterministic episodes.
+
+        `num_iterations` is a Python int, which fixes the loop's length in the program, or, with
+        `max_iterations`, a traced int32 scalar of at most that: then one compiled program runs
+        chunks of every length (the warm-up, the full chunks, a shorter last one) instead of one
+        program per length, each compiled apart.
 
         Returns the new state and one row of metrics (scalars, plus
         `eval_returns` of shape (eval_episodes,) and `nonfinite`, see
@@ -203,8 +209,21 @@ class TrainProgram:
         iterations of the chunk that ran updates.
         """
         start_iteration = ts.iteration
-        ts, per_iter = jax.lax.scan(lambda s, _: self.iteration(s, hparams), ts, None, length=num_iterations)
-        divergence = self._first_nonfinite(per_iter, ts.agent, start_iteration)
+        # Each iteration's metrics go to row i of a (capacity, ...) table; rows past num_iterations
+        # stay zero, and zero rows count nowhere: not updated, no episodes, no policy actions.
+        capacity = num_iterations if max_iterations is None else max_iterations
+        row_shapes = jax.eval_shape(lambda s: self.iteration(s, hparams)[1], ts)
+        table = jax.tree.map(lambda x: jnp.zeros((capacity, *x.shape), x.dtype), row_shapes)
+
+        def body(i, carry):
+            s, rows = carry
+            s, m = self.iteration(s, hparams)
+            return s, jax.tree.map(lambda r, v: r.at[i].set(v), rows, m)
+
+        per_iter = table
+        if capacity:  # a chunk of 0 iterations is its evaluation only
+            ts, per_iter = jax.lax.fori_loop(0, num_iterations, body, (ts, table))
+        divergence = self._first_nonfinite(per_iter, ts.agent, start_iteration, num_iterations)
         updated = per_iter.pop("updated")
         n_updated = jnp.sum(updated)
         row = {k: jnp.sum(v * updated) / jnp.maximum(n_updated, 1.0) for k, v in per_iter.items()
@@ -237,18 +256,19 @@ class TrainProgram:
         return ts, row
 
     # ------------------------------------------------------- divergence guard
-    def _first_nonfinite(self, per_iter: Metrics, agent: AgentState, start_iteration: jax.Array) -> Metrics:
+    def _first_nonfinite(self, per_iter: Metrics, agent: AgentState, start_iteration: jax.Array,
+                         num_iterations: int | jax.Array) -> Metrics:
         """Where a run first produced a non-finite update metric or learned value.
 
         Returns `nonfinite_iteration` (-1: nowhere) and `nonfinite`: per
         update metric, and "parameters" for the agent's floating-point state
         at the chunk's end, whether it was non-finite at that first iteration.
+        `per_iter` rows past `num_iterations` are zeros (finite).
         """
         names = list(self._update_metric_shapes)
-        bad = jnp.stack([~jnp.isfinite(per_iter[k]) for k in names], axis=1)  # (iterations, metrics)
+        bad = jnp.stack([~jnp.isfinite(per_iter[k]) for k in names], axis=1)  # (capacity, metrics)
         if bad.shape[0] == 0:  # a chunk of 0 iterations (evaluation only): argmax needs a row
             bad = jnp.zeros((1, len(names)), bool)
-            start_iteration = start_iteration - 1
         bad_iteration = jnp.any(bad, axis=1)
         first = jnp.argmax(bad_iteration)
         any_bad = jnp.any(bad_iteration)
@@ -257,18 +277,19 @@ class TrainProgram:
         nonfinite = {k: any_bad & bad[first, i] for i, k in enumerate(names)}
         nonfinite["parameters"] = ~any_bad & ~params_finite
         iteration = jnp.where(
-            any_bad, start_iteration + first + 1, jnp.where(params_finite, -1, start_iteration + bad.shape[0])
+            any_bad, start_iteration + first + 1, jnp.where(params_finite, -1, start_iteration + num_iterations)
         )
         return {"nonfinite": nonfinite, "nonfinite_iteration": iteration}
 
-    def run_chunk_guarded(self, ts: TrainState, hparams: HParams, num_iterations: int) -> tuple[TrainState, Metrics]:
+    def run_chunk_guarded(self, ts: TrainState, hparams: HParams, num_iterations: int | jax.Array,
+                          max_iterations: int | None = None) -> tuple[TrainState, Metrics]:
         """`run_chunk` that keeps the chunk-start state of a run that diverges in it or was `frozen` before.
 
         Adds `diverged` (this chunk produced a non-finite value) and `frozen`
         (the run is held at its last good state, from now on) to the row. The
         shared counters keep advancing; everything the run learned is held back.
         """
-        new, row = self.run_chunk(ts, hparams, num_iterations)
+        new, row = self.run_chunk(ts, hparams, num_iterations, max_iterations)
         diverged = row["nonfinite_iteration"] >= 0
         hold = ts.frozen | diverged
 
@@ -313,14 +334,17 @@ class TrainProgram:
         """`init` for R runs: keys (R, 2), HParams leaves (R,)."""
         return jax.vmap(self.init, out_axes=self.state_axes)(keys, hparams)
 
-    def run_chunk_batch(self, ts: TrainState, hparams: HParams, num_iterations: int) -> tuple[TrainState, Metrics]:
-        """`run_chunk` for R runs; every metric gains a leading axis R."""
-        chunk = functools.partial(self.run_chunk, num_iterations=num_iterations)
+    def run_chunk_batch(self, ts: TrainState, hparams: HParams, num_iterations: int | jax.Array,
+                        max_iterations: int | None = None) -> tuple[TrainState, Metrics]:
+        """`run_chunk` for R runs; every metric gains a leading axis R (the chunk length is shared)."""
+        chunk = functools.partial(self.run_chunk, num_iterations=num_iterations, max_iterations=max_iterations)
         return jax.vmap(chunk, in_axes=(self.state_axes, 0), out_axes=(self.state_axes, 0))(ts, hparams)
 
-    def run_chunk_guarded_batch(self, ts: TrainState, hparams: HParams, num_iterations: int) -> tuple[TrainState, Metrics]:
+    def run_chunk_guarded_batch(self, ts: TrainState, hparams: HParams, num_iterations: int | jax.Array,
+                                max_iterations: int | None = None) -> tuple[TrainState, Metrics]:
         """`run_chunk_guarded` for R runs."""
-        chunk = functools.partial(self.run_chunk_guarded, num_iterations=num_iterations)
+        chunk = functools.partial(self.run_chunk_guarded, num_iterations=num_iterations,
+                                  max_iterations=max_iterations)
         return jax.vmap(chunk, in_axes=(self.state_axes, 0), out_axes=(self.state_axes, 0))(ts, hparams)
 
     def train_batch(self, keys: jax.Array, hparams: HParams) -> tuple[TrainState, Metrics]:
