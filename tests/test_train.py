@@ -1,5 +1,6 @@
 """The compiled training program (DACER_SPEC §5) on the cheap Multi-goal task."""
 
+import functools
 import agent_checks
 import jax
 import jax.numpy as jnp
@@ -51,6 +52,21 @@ def test_chunked_run_equals_one_call(program, chunk):
     np.testing.assert_array_equal(whole["iteration"], [0, 3, 6])
     np.testing.assert_array_equal(whole["env_steps"], [40, 100, 160])
     np.testing.assert_array_equal(whole["updates"], [0, 3, 3])
+
+
+def test_one_program_runs_chunks_of_every_length(program):
+    """The runner's chunk program takes the length as an argument: compiled once, it runs the warm-up's
+    2 iterations and the chunks' 3, and its rows equal the whole run's (fixed-length chunks)."""
+    key, hp = jax.random.PRNGKey(0), program.config.hparams()
+    _, whole = jax.jit(program.train)(key, hp)
+    any_length = jax.jit(functools.partial(program.run_chunk, max_iterations=max(program.chunk_sizes)))
+    ts = jax.jit(program.init)(key, hp)
+    rows = []
+    for n in program.chunk_sizes:
+        ts, row = any_length(ts, hp, jnp.int32(n))
+        rows.append(row)
+    assert_rows_equal(whole, jax.tree.map(lambda *x: jnp.stack(x), *rows))
+    assert any_length._cache_size() == 1
 
 
 @pytest.mark.parametrize(
