@@ -35,7 +35,9 @@ from mjx_dacer.artifact_io import checksums
 from mjx_dacer.errors import CheckpointError
 
 
-FORMAT_VERSION = 3  # 1: the pytree itself (no zero-size leaves); 2: non-empty leaves by index; 3: + TrainState.frozen
+# 1: the pytree itself (no zero-size leaves); 2: non-empty leaves by index; 3: + TrainState.frozen;
+# 4: the replay buffer stores each observation once (`mjx_dacer.buffer.Stored`)
+FORMAT_VERSION = 4
 
 
 def _leaf_key(index: int) -> str:

@@ -100,7 +100,8 @@ class TrainProgram:
         env_state = self.training_env.reset(jax.random.split(k_env, cfg.num_envs))
         return TrainState(
             agent=self.agent.init(k_agent),
-            buffer=replay.init_buffer(cfg.buffer_capacity, self.env.observation_size, self.env.action_size),
+            buffer=replay.init_buffer(cfg.buffer_capacity, self.env.observation_size, self.env.action_size,
+                                      cfg.num_envs, self.training_env.episode_length),
             env_state=env_state,
             episode_return=jnp.zeros(cfg.num_envs),
             key=key,
@@ -154,7 +155,7 @@ class TrainProgram:
             terminated=info["terminated"],
             truncated=info["truncated"],
         )
-        buffer = replay.insert(ts.buffer, transitions)
+        buffer = replay.insert(ts.buffer, transitions, env_state.obs)
 
         episode_return = ts.episode_return + env_state.reward
         finished = env_state.done

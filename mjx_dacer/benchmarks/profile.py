@@ -99,7 +99,7 @@ def measure_parts(program: TrainProgram, calls: int, repeats: int,
 
     def store_and_sample(c):
         buf, k, total = c
-        buf = replay.insert(buf, stored)
+        buf = replay.insert(buf, stored, stored.obs)
         for k_s in jax.random.split(k, cfg.updates_per_iteration + 1)[1:]:
             total = total + jnp.sum(replay.sample(buf, k_s, cfg.batch_size).reward)
         return buf, jax.random.split(k)[0], total
