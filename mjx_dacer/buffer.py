@@ -15,7 +15,7 @@ A terminated transition's successor slot holds the reset observation too, and
 that is what it gets as next_obs: its target is masked by (1 - terminated), so
 the value does not count. Compared with storing s' next to s, this halves the
 buffer (for Humanoid-v5's 348 observation values and 1M transitions: 2.67 ->
-1.36 GiB per seed) and samples the same indices.
+1.38 GiB per seed) and samples the same indices.
 """
 
 from __future__ import annotations
