@@ -43,8 +43,9 @@ def test_bench_train_times_each_seed_count_and_states_the_memory(tmp_path):
     for r in rows:
         assert float(r[3].replace(",", "")) > 0 and r[5].endswith(" ms") and float(r[6]) > 0 and r[11] == ""
     assert float(rows[0][7].replace(",", "")) > 0 and rows[0][8].endswith("x") and rows[1][7] == ""
-    # 100,000 transitions of (obs 2, action 2, reward, next_obs 2, terminated, truncated) float32 = 3.4 MiB.
-    assert rows[0][9].endswith("(3.4)") and float(rows[0][10].replace(",", "")) >= float(rows[0][9].split()[0])
+    # 100,000 slots of (obs 2, action 2, reward, terminated, truncated, final_row) x 4 bytes = 3.1 MiB
+    # (s' is the successor slot's obs; `test_state_bytes_are_the_allocated_states` has the exact count).
+    assert rows[0][9].endswith("(3.1)") and float(rows[0][10].replace(",", "")) >= float(rows[0][9].split()[0])
 
     memory = table_rows(bench("train", "--envs", "MultiGoal-v0", "--seeds", "2", "--memory-only",
                               *[a for kv in TINY_TRAIN for a in ("--set", kv)]))
