@@ -1,7 +1,17 @@
 """mjx_dacer: DACER (Diffusion Actor-Critic with Entropy Regulator) on MuJoCo MJX, end to end on the device."""
 
 import contextlib as _contextlib
+import importlib.util as _importlib_util
 import io as _io
+
+# A checkout's own mjx_dacer/ can come first on sys.path (`python -m` or `-c` run inside a
+# checkout whose package was installed regularly elsewhere). Its environments live in the
+# top-level envs/, which only an install maps to mjx_dacer.envs, so say that here rather
+# than fail later on a missing module.
+if _importlib_util.find_spec("mjx_dacer.envs") is None:
+    raise ImportError(
+        f"mjx_dacer was imported from the source folder {__path__[0]}, which is not installed: install it "
+        "(pip install -e .), or run outside the checkout (or with PYTHONSAFEPATH=1) to use the installed package")
 
 from mjx_dacer import cpu_threads as _cpu_threads
 

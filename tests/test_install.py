@@ -154,3 +154,15 @@ def test_console_script_helps_and_trains(venv, tmp_path):
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-4000:]
     written = sorted(p.name for p in (tmp_path / "run").iterdir())
     assert {"metrics.csv", "policy.msgpack"} <= set(written), written
+
+
+def test_inside_a_checkout_the_installed_package_is_used_or_the_shadowing_is_named(venv):
+    # Python puts the working folder first on sys.path for -c: the checkout's mjx_dacer/ (no envs/).
+    python = venv / "bin" / "python"
+    shadowed = run([python, "-c", "import mjx_dacer"], cwd=ROOT)
+    assert shadowed.returncode == 1
+    assert shadowed.stderr.strip().splitlines()[-1].startswith(
+        f"ImportError: mjx_dacer was imported from the source folder {ROOT / 'mjx_dacer'}, which is not installed")
+    installed = run([python, "-P", "-c", "import mjx_dacer, mjx_dacer.envs; print(mjx_dacer.__file__)"], cwd=ROOT)
+    assert installed.returncode == 0, installed.stderr
+    assert pathlib.Path(installed.stdout.strip()).is_relative_to(venv)
