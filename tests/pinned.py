@@ -7,6 +7,11 @@ floats to rtol 1e-4 (XLA:CPU may fuse differently on another CPU, and a few
 updates amplify rounding only slightly). A change that means to alter the
 numbers regenerates the files: ``MJX_DACER_UPDATE_PINNED=1 make test``, and
 the diff shows what moved.
+
+The pinned numbers are XLA:CPU's. Another backend reduces in other orders
+(and an NVIDIA GPU multiplies the networks' matrices in TensorFloat32), so
+far past that tolerance: there the rows are not compared, and a warning in
+pytest's summary says so; the test's other checks still run.
 """
 
 from __future__ import annotations
@@ -15,6 +20,9 @@ import math
 import os
 import pathlib
 import shutil
+import warnings
+
+import jax
 
 from mjx_dacer import report
 
@@ -23,6 +31,9 @@ PINNED_DIR = pathlib.Path(__file__).parent / "pinned"
 
 def assert_pinned(metrics_csv: pathlib.Path, name: str) -> None:
     path = PINNED_DIR / f"{name}.csv"
+    if jax.default_backend() != "cpu":
+        warnings.warn(f"pinned rows {path.name} are XLA:CPU's: not compared on {jax.default_backend()}", stacklevel=2)
+        return
     if os.environ.get("MJX_DACER_UPDATE_PINNED") == "1":
         shutil.copyfile(metrics_csv, path)
         return
