@@ -15,13 +15,19 @@ import gc
 import os
 from typing import Callable
 
-import jax
-import numpy as np
-import pytest
+# On a GPU, JAX reserves 75% of its memory when a process first uses it. The CLI tests run
+# the CLI in subprocesses while this process holds a backend of its own (policies loaded
+# in-process, the compiled environments), so each process allocates only what it needs.
+# Set before any backend starts; the subprocesses inherit it.
+os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
+
+import jax  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
 
 # Imported first so that, on a headless Linux machine, MUJOCO_GL is chosen
 # before anything imports mujoco (rendering needs that).
-import mjx_dacer.envs as envs
+import mjx_dacer.envs as envs  # noqa: E402
 
 # Every compiled MJX function in the tests takes this many environments at
 # once: one compile per (task, profile), whatever the test.
