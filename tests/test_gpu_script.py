@@ -77,7 +77,7 @@ def test_parts_run_in_order_cut_to_the_deadline_with_the_installed_package_first
     assert done.returncode == 0, done.stderr
     rows = steps(tmp_path)
     assert [n for n, _, _ in rows] == ["install", "versions", "tests", "fidelity", "gmm", "memory",
-                                       "train", "train_cmdbuf", "profile", "envs"]
+                                       "train", "profile", "train_seeds", "envs", "train_unroll", "train_cmdbuf"]
     assert all(status == "0" for _, status, _ in rows), rows
     # 100 s, less the 20 s SIGKILL grace and a 5 s margin: no step may be given more than 75 s.
     assert all(limit <= 75 for _, _, limit in rows) and rows[1][2] == 60, rows
@@ -98,3 +98,11 @@ def test_a_failed_install_stops_the_parts_after_it(tmp_path, fake_python):
     done = run_script(tmp_path, fake_python, "install", "check")
     assert done.returncode == 1 and "install failed" in done.stderr
     assert [n for n, _, _ in steps(tmp_path)] == ["install"]
+
+
+def test_gpu_steps_runs_only_the_steps_named(tmp_path, fake_python):
+    done = run_script(tmp_path, fake_python, "check", "bench", GPU_STEPS="gmm envs")
+    assert done.returncode == 0, done.stderr
+    assert [(n, s) for n, s, _ in steps(tmp_path)] == [("gmm", "0"), ("envs", "0")]
+    calls = fake_python[1].read_text().splitlines()
+    assert len(calls) == 2 and "bench gmm" in calls[0] and "bench envs" in calls[1]
