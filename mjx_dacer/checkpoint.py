@@ -61,17 +61,21 @@ class Restored:
 def snapshot(state: Any) -> list[np.ndarray]:
     """Host copies of the leaves of `state`, owned by the caller.
 
-    `device_get` copies a leaf on a GPU to the host; a leaf on the CPU comes back as a view of its
-    device buffer, which is copied here: a view held during the background write would keep the next
-    chunk from taking over (being donated) that buffer, and XLA would copy the whole state instead.
+    The next chunk takes over (is donated) the state's device buffers while the copies are
+    written in the background, so nothing may keep a hold on them, or XLA copies the whole
+    state instead of updating it in place. A leaf on a GPU goes through `device_get` (the
+    transfers run in parallel). A leaf on the CPU is copied with `np.array` alone: since jax
+    0.11, the host transfer that `device_get` starts leaves a CPU buffer held, so it could not
+    be donated (tests/test_checkpoint.py checks that it still can be).
     """
     leaves = jax.tree.leaves(state)
-    host = jax.device_get(leaves)
 
     def on_cpu(x) -> bool:
         return not isinstance(x, jax.Array) or all(d.platform == "cpu" for d in x.devices())
 
-    return [np.array(h) if on_cpu(x) else np.asarray(h) for x, h in zip(leaves, host)]
+    device = jax.device_get([x for x in leaves if not on_cpu(x)])
+    host = iter(np.asarray(h) for h in device)
+    return [np.array(x, copy=True) if on_cpu(x) else next(host) for x in leaves]
 
 
 class Checkpointer:
