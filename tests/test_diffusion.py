@@ -7,6 +7,7 @@ import pytest
 
 from mjx_dacer import diffusion
 from mjx_dacer.networks import NoisePredictor, sinusoidal_embedding
+from mjx_dacer.precision import PRECISION
 
 
 def numpy_schedule(T, b_min=0.1, b_max=10.0):
@@ -63,7 +64,10 @@ def test_reverse_chain_matches_numpy_transcription():
         return 0.3 * x + o @ w * (1 + t / T)
 
     key = jax.random.PRNGKey(3)
-    a0 = diffusion.reverse_chain(noise_fn, diffusion.make_schedule(T), jnp.asarray(obs), key, A)
+    # The chain's arithmetic is under test: its stand-in network's product at full float32, not
+    # at a GPU's default TensorFloat32 (a 1e-3 difference from numpy's on its own).
+    with jax.default_matmul_precision(PRECISION):
+        a0 = diffusion.reverse_chain(noise_fn, diffusion.make_schedule(T), jnp.asarray(obs), key, A)
     k_init, k_steps = jax.random.split(key)
     x_T = np.asarray(jax.random.normal(k_init, (64, A)))
     z = np.asarray(jax.random.normal(k_steps, (T, 64, A)))
@@ -161,10 +165,16 @@ def test_unrolled_chain_gives_the_same_actions_and_gradients_without_the_loop():
     def loops(fn):  # the PRNG's own loops (threefry) are in every variant; the chain adds one when rolled
         return jax.jit(fn).lower(params).as_text().count("stablehlo.while")
 
-    rolled = jax.jit(lambda p: (chain(p, 1), jax.grad(lambda q: jnp.sum(chain(q, 1) ** 2))(p)))(params)
+    def actions_and_gradients(unroll):
+        # Full float32 products: TensorFloat32 (a GPU's default) rounds each one to 1e-3, and two
+        # differently fused programs need not round alike.
+        with jax.default_matmul_precision(PRECISION):
+            return jax.jit(lambda p: (chain(p, unroll), jax.grad(lambda q: jnp.sum(chain(q, unroll) ** 2))(p)))(
+                params)
+
+    rolled = actions_and_gradients(1)
     for unroll in (3, T, 50):  # a remainder, exactly T, more than T
-        a0, grads = jax.jit(lambda p: (chain(p, unroll), jax.grad(lambda q: jnp.sum(chain(q, unroll) ** 2))(p)))(
-            params)
+        a0, grads = actions_and_gradients(unroll)
         np.testing.assert_allclose(a0, rolled[0], atol=1e-6)
         jax.tree.map(lambda g, r: np.testing.assert_allclose(g, r, rtol=1e-5, atol=1e-6), grads, rolled[1])
         gone = loops(lambda p: chain(p, 1)) - loops(lambda p: chain(p, unroll))
