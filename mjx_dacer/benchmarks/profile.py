@@ -183,6 +183,7 @@ def run(args: argparse.Namespace) -> int:
         lines.append(f"| {name} | {'' if per_call is None else f'{per_call * 1e3:.3f}'} | {calls} | "
                      f"{per_iteration * 1e3:.3f} | {per_iteration / whole:.0%} |")
         print(lines[-1], flush=True)
+    common.write(args.out, lines)  # before the trace: a trace cut short keeps the table
     if args.trace:
         ts = program.jit(program.init)(jax.random.PRNGKey(0), config.hparams())
         many = program.jit(lambda s: jax.lax.scan(lambda c, _: (program.iteration(c, config.hparams())[0], None), s,
