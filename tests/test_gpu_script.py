@@ -15,6 +15,7 @@ import pathlib
 import re
 import stat
 import subprocess
+import tarfile
 
 import pytest
 
@@ -24,12 +25,15 @@ SCRIPT = ROOT / ".ci" / "gpu"
 
 @pytest.fixture()
 def fake_python(tmp_path):
-    """An executable that logs its arguments (line breaks as spaces) and environment, a line per call; exits 0."""
+    """An executable that logs its arguments (line breaks as spaces) and environment, a line per call; exits 0.
+    Given `--trace DIR`, it leaves a file three folders down in DIR, as jax.profiler does."""
     log = tmp_path / "calls.log"
     exe = tmp_path / "python"
     exe.write_text('#!/usr/bin/env bash\n'
                    'echo "PYTHONPATH=${PYTHONPATH:-} PYTHONSAFEPATH=${PYTHONSAFEPATH:-} ARGS=$*" | tr "\\n" " " '
-                   '>> "$FAKE_LOG"\necho >> "$FAKE_LOG"\n')
+                   '>> "$FAKE_LOG"\necho >> "$FAKE_LOG"\n'
+                   'prev=; for a in "$@"; do if [ "$prev" = --trace ]; then mkdir -p "$a/plugins/profile/run" && '
+                   'echo trace > "$a/plugins/profile/run/host.xplane.pb"; fi; prev=$a; done\n')
     exe.chmod(exe.stat().st_mode | stat.S_IEXEC)
     return exe, log
 
@@ -106,3 +110,40 @@ def test_gpu_steps_runs_only_the_steps_named(tmp_path, fake_python):
     assert [(n, s) for n, s, _ in steps(tmp_path)] == [("gmm", "0"), ("envs", "0")]
     calls = fake_python[1].read_text().splitlines()
     assert len(calls) == 2 and "bench gmm" in calls[0] and "bench envs" in calls[1]
+
+
+def packed(archive: pathlib.Path) -> set[str]:
+    with tarfile.open(archive) as tar:
+        return {m.name.removeprefix("./") for m in tar.getmembers() if m.isfile()}
+
+
+def test_gpu_pack_brings_everything_back_as_three_shallow_files(tmp_path, fake_python):
+    """A device command returns a few files from $OUT, none deeper than two folders: GPU_PACK leaves
+    OUT's logs and tables as one archive, the deep profiler traces as another, and the summary."""
+    pack = tmp_path / "pack"
+    done = run_script(tmp_path, fake_python, "install", "bench", GPU_PACK=str(pack), GPU_SITE=str(tmp_path / "site"))
+    assert done.returncode == 0, done.stderr
+    assert sorted(p.name for p in pack.iterdir()) == ["gpu.tar.gz", "steps.md", "trace.tar.gz"]
+    assert (pack / "steps.md").read_text() == (tmp_path / "out" / "steps.md").read_text()
+    logs = {f"{name}.log" for name, _, _ in steps(tmp_path)}
+    assert packed(pack / "gpu.tar.gz") == logs | {"steps.md"}
+    assert packed(pack / "trace.tar.gz") == {"trace_humanoid/plugins/profile/run/host.xplane.pb"}
+
+
+def test_gpu_pack_also_packs_a_failed_install(tmp_path, fake_python):
+    exe, _ = fake_python
+    exe.write_text("#!/usr/bin/env bash\necho pip says no\nexit 1\n")
+    pack = tmp_path / "pack"
+    done = run_script(tmp_path, fake_python, "install", "check", GPU_PACK=str(pack))
+    assert done.returncode == 1 and "install failed" in done.stderr
+    assert sorted(p.name for p in pack.iterdir()) == ["gpu.tar.gz", "steps.md"]
+    with tarfile.open(pack / "gpu.tar.gz") as tar:
+        assert tar.extractfile("./install.log").read() == b"pip says no\n"
+
+
+@pytest.mark.parametrize("pack", ["out", "out/packed", "."])
+def test_gpu_pack_and_out_nested_is_one_line_and_runs_nothing(tmp_path, fake_python, pack):
+    done = run_script(tmp_path, fake_python, "check", GPU_PACK=str(tmp_path / pack))
+    assert done.returncode == 2
+    assert done.stderr.strip() == "GPU_PACK and OUT must be separate folders, not one inside the other"
+    assert not (tmp_path / "out").exists() and not fake_python[1].exists()
