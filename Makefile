@@ -18,9 +18,14 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PY) -m pip install -q -c constraints.txt -e '.[$(EXTRAS)]'
 	@touch $(STAMP)
 
+# The suite in TEST_WORKERS processes (pytest-xdist; 0: in this one). On a CPU each process
+# runs XLA on one thread (mjx_dacer/cpu_threads.py), so a single pytest leaves the second of
+# two cores idle; each worker takes whole files, which keeps a file's compiled environments
+# in one process, and holds about 5 GB at its peak.
 # pytest's exit status 5 means "no tests collected"; it is not a failure.
+TEST_WORKERS ?= 2
 test: venv
-	$(PY) -m pytest -q -m "not slow" tests; rc=$$?; [ $$rc -eq 5 ] && rc=0; exit $$rc
+	$(PY) -m pytest -q -m "not slow" -n $(TEST_WORKERS) --dist loadfile --durations=15 tests; rc=$$?; [ $$rc -eq 5 ] && rc=0; exit $$rc
 
 test-slow: venv
 	$(PY) -m pytest -q -m slow tests
