@@ -113,9 +113,14 @@ class DACER:
 
     # ------------------------------------------------- acting, from parameters
     def deterministic_action(self, policy_params: Params, obs: jax.Array, key: jax.Array) -> jax.Array:
-        """a0 of the reverse chain (Eq. 7-9) without exploration noise. obs (N, S) -> (N, A)."""
-        noise_fn = functools.partial(self.policy_net.apply, policy_params)
-        return diffusion.reverse_chain(noise_fn, self.schedule, obs, key, self.action_size, self.config.chain_unroll)
+        """a0 of the reverse chain (Eq. 7-9) without exploration noise. obs (N, S) -> (N, A).
+
+        The states' share of the noise network's first layer is computed once for all T steps."""
+        net = self.policy_net
+        obs_share = net.apply(policy_params, obs, method=NoisePredictor.condition)
+        noise_fn = functools.partial(net.apply, policy_params, method=NoisePredictor.conditioned)
+        return diffusion.reverse_chain(noise_fn, self.schedule, obs_share, key, self.action_size,
+                                       self.config.chain_unroll)
 
     def noisy_action(
         self,

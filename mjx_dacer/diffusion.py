@@ -18,7 +18,8 @@ B_MAX = 10.0
 # Floor of the posterior variance before its log: the last step's variance is 0.
 _LOG_VAR_FLOOR = 1e-20
 
-# eps_theta(obs (B, S), noisy_action (B, A), t int) -> predicted noise (B, A)
+# eps_theta(condition (B, C), noisy_action (B, A), t int) -> predicted noise (B, A); condition: the
+# observations (B, S), or what the network computes from them once for a whole chain.
 NoiseFn = Callable[[jax.Array, jax.Array, jax.Array], jax.Array]
 
 
@@ -77,7 +78,7 @@ def make_schedule(T: int) -> DiffusionSchedule:
 def reverse_chain(
     noise_fn: NoiseFn,
     schedule: DiffusionSchedule,
-    obs: jax.Array,
+    condition: jax.Array,
     key: jax.Array,
     action_size: int,
     unroll: int = 1,
@@ -91,9 +92,11 @@ def reverse_chain(
     all T steps).
 
     Args:
-      noise_fn: eps_theta(obs, x_t, t).
+      noise_fn: eps_theta(condition, x_t, t).
       schedule: constants from `make_schedule`.
-      obs: (B, S) observations.
+      condition: (B, C), the states the actions are for, as noise_fn takes them: the observations
+        (B, S), or their share of the network's first layer, computed once outside the T steps
+        (`NoisePredictor.condition`).
       key: PRNG key for x_T and the per-step noise.
       action_size: A.
       unroll: steps per iteration of the compiled loop (`lax.scan`'s unroll; T or more: straight-line
@@ -104,14 +107,14 @@ def reverse_chain(
     """
     T = schedule.num_steps
     schedule = jax.tree.map(jnp.asarray, schedule)  # index by the traced step below
-    shape = obs.shape[:-1] + (action_size,)
+    shape = condition.shape[:-1] + (action_size,)
     key_init, key_steps = jax.random.split(key)
     x_T = jax.random.normal(key_init, shape)
     step_noise = jax.random.normal(key_steps, (T,) + shape)
 
     def step(x_t, inputs):
         t, z = inputs
-        eps = noise_fn(obs, x_t, t)
+        eps = noise_fn(condition, x_t, t)
         ab = schedule.alpha_bars[t]
         x0_hat = jnp.sqrt(1.0 / ab) * x_t - jnp.sqrt(1.0 / ab - 1.0) * eps
         x0_hat = jnp.clip(x0_hat, -1.0, 1.0)

@@ -61,18 +61,47 @@ def Dense(features: int) -> nn.Dense:
 
 
 class MLP(nn.Module):
-    """Dense layers with an activation between them and a linear output layer."""
+    """Dense layers with an activation between them and a linear output layer.
+
+    Layer i is named ``Dense_i``, as a compact module names its layers: the parameter layout that
+    checkpoints and policy files store.
+    Besides the whole network, the first layer can be taken apart (`first_layer_part`,
+    `from_first_layer`): for an input that is the concatenation of parts, its pre-activation
+    W_0^T [x_1; x_2; ...] + b_0 is the sum of the parts' products plus b_0, so a part that stays
+    fixed over many calls (the state, along the reverse chain) can be multiplied once.
+    """
 
     hidden_sizes: Sequence[int]
     out_size: int
     activation: str = "mish"
 
-    @nn.compact
+    def setup(self):
+        for i, width in enumerate((*self.hidden_sizes, self.out_size)):
+            setattr(self, f"Dense_{i}", Dense(width))
+
+    def _layer(self, i: int) -> nn.Dense:
+        return getattr(self, f"Dense_{i}")
+
     def __call__(self, x: jax.Array) -> jax.Array:
+        """x (B, D) -> (B, out_size)."""
+        return self.from_first_layer(self._layer(0)(x))
+
+    def first_layer_part(self, x: jax.Array, rows: slice, bias: bool = False) -> jax.Array:
+        """x (B, D_part) -> x @ W_0[rows] (B, H_0), plus b_0 if ``bias``: one part's share of the first layer.
+
+        ``rows`` are the part's rows of W_0 ((D, H_0), D the whole input's size), e.g. slice(-3, None)
+        for the last 3 input features. Only after `__call__` has created the parameters (init).
+        """
+        params = self._layer(0).variables["params"]
+        out = x @ params["kernel"][rows]
+        return out + params["bias"] if bias else out
+
+    def from_first_layer(self, h: jax.Array) -> jax.Array:
+        """The output from the first layer's pre-activation h (B, H_0): the activation, then the other layers."""
         act = ACTIVATION_FNS[self.activation]
-        for width in self.hidden_sizes:
-            x = act(Dense(width)(x))
-        return Dense(self.out_size)(x)
+        for i in range(1, len(self.hidden_sizes) + 1):
+            h = self._layer(i)(act(h))
+        return h
 
 
 class NoisePredictor(nn.Module):
@@ -80,20 +109,47 @@ class NoisePredictor(nn.Module):
 
     The step index is embedded as sinusoidal features -> Dense(32) -> Mish ->
     Dense(16) and concatenated with the observation and the noisy action.
+
+    Along the reverse chain s stays fixed while a_t and t change, so `condition`
+    multiplies s into the first layer once and `conditioned` finishes each step
+    from that product: the same network as `__call__` (up to float rounding)
+    without the 348 x 512 product of Humanoid's state at every one of the T steps.
     """
 
     action_size: int
     hidden_sizes: Sequence[int] = (256, 256, 256)
     activation: str = "mish"
 
-    @nn.compact
+    def setup(self):
+        # The names of the compact module this was (one parameter layout across versions): it built the
+        # time embedding as Dense(16)(mish(Dense(32)(.))), so the outer, 16-wide layer came first.
+        self.Dense_0 = Dense(TIME_FEATURES)
+        self.Dense_1 = Dense(TIME_HIDDEN)
+        self.MLP_0 = MLP(self.hidden_sizes, self.action_size, self.activation)
+
+    def time_features(self, t: jax.Array) -> jax.Array:
+        """t (...) int -> (..., TIME_FEATURES): the step index's embedding."""
+        return self.Dense_0(mish(self.Dense_1(sinusoidal_embedding(t))))
+
     def __call__(self, obs: jax.Array, noisy_action: jax.Array, t: jax.Array) -> jax.Array:
         """obs (B, S), noisy_action (B, A), t (B,) or scalar int -> predicted noise (B, A)."""
         t = jnp.broadcast_to(t, noisy_action.shape[:-1])
-        temb = sinusoidal_embedding(t)
-        temb = Dense(TIME_FEATURES)(mish(Dense(TIME_HIDDEN)(temb)))
-        x = jnp.concatenate([obs, noisy_action, temb], axis=-1)
-        return MLP(self.hidden_sizes, self.action_size, self.activation)(x)
+        x = jnp.concatenate([obs, noisy_action, self.time_features(t)], axis=-1)
+        return self.MLP_0(x)
+
+    # The first layer's input is [s; a_t; time features], so a_t and the time features are its last rows.
+    def condition(self, obs: jax.Array) -> jax.Array:
+        """obs (B, S) -> (B, H_0): the state's share of the first layer's pre-activation, bias included."""
+        return self.MLP_0.first_layer_part(obs, slice(0, -(self.action_size + TIME_FEATURES)), bias=True)
+
+    def conditioned(self, obs_share: jax.Array, noisy_action: jax.Array, t: jax.Array) -> jax.Array:
+        """obs_share (B, H_0) from `condition`, noisy_action (B, A), t scalar or (B,) int -> predicted noise (B, A).
+
+        A scalar t (the chain's case) embeds once for the whole batch: its share is one row, broadcast."""
+        action_share = self.MLP_0.first_layer_part(noisy_action, slice(-(self.action_size + TIME_FEATURES),
+                                                                       -TIME_FEATURES))
+        time_share = self.MLP_0.first_layer_part(self.time_features(t), slice(-TIME_FEATURES, None))
+        return self.MLP_0.from_first_layer(obs_share + action_share + time_share)
 
 
 class DistributionalCritic(nn.Module):

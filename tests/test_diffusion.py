@@ -179,3 +179,60 @@ def test_unrolled_chain_gives_the_same_actions_and_gradients_without_the_loop():
         jax.tree.map(lambda g, r: np.testing.assert_allclose(g, r, rtol=1e-5, atol=1e-6), grads, rolled[1])
         gone = loops(lambda p: chain(p, 1)) - loops(lambda p: chain(p, unroll))
         assert gone == (1 if unroll >= T else 0), unroll
+
+
+def test_noise_network_conditioned_on_the_state_once_is_the_whole_network_regrouped():
+    """conditioned(condition(s), a_t, t) is __call__(s, a_t, t) with the state's product with the first
+    layer taken out (the chain computes it once for its T steps); the parameters keep the compact
+    module's layout, so earlier checkpoints and policy files load."""
+    S, A = 23, 5
+    net = NoisePredictor(A, (64, 48))
+    params = net.init(jax.random.PRNGKey(0), jnp.zeros((1, S)), jnp.zeros((1, A)), jnp.zeros((1,), jnp.int32))
+    assert jax.tree.map(jnp.shape, params) == {"params": {
+        "Dense_0": {"kernel": (32, 16), "bias": (16,)},  # the time embedding's outer layer, built first
+        "Dense_1": {"kernel": (16, 32), "bias": (32,)},
+        "MLP_0": {"Dense_0": {"kernel": (S + A + 16, 64), "bias": (64,)},
+                  "Dense_1": {"kernel": (64, 48), "bias": (48,)},
+                  "Dense_2": {"kernel": (48, A), "bias": (A,)}},
+    }}
+    # Nonzero biases (init's are zero), so that adding b_0 once, neither never nor per part, is checked.
+    leaves, tree = jax.tree.flatten(params)
+    keys = jax.random.split(jax.random.PRNGKey(1), len(leaves))
+    params = tree.unflatten([x + 0.3 * jax.random.normal(k, x.shape) for x, k in zip(leaves, keys)])
+    obs = jax.random.normal(jax.random.PRNGKey(2), (40, S))
+    noisy = jax.random.normal(jax.random.PRNGKey(3), (40, A))
+    with jax.default_matmul_precision("highest"):  # a GPU's TensorFloat32 would round the two groupings apart
+        share = net.apply(params, obs, method=NoisePredictor.condition)
+        assert share.shape == (40, 64)
+        for t in (0, 7, jnp.arange(40) % 20):  # the chain's scalar step, and a step per row
+            whole = net.apply(params, obs, noisy, t)
+            regrouped = net.apply(params, share, noisy, t, method=NoisePredictor.conditioned)
+            np.testing.assert_allclose(regrouped, whole, rtol=1e-5, atol=1e-5)
+    assert float(jnp.max(jnp.abs(whole))) > 0.1  # not a trivially small output
+
+
+def test_the_chain_multiplies_the_states_into_the_first_layer_once():
+    """Inside the reverse chain's loop no matrix product takes the S-wide observation (alone or in a
+    concatenation): acting and every gradient through the chain pay for it once per chain, not per step."""
+    from mjx_dacer.config import Config
+    from mjx_dacer.dacer import DACER
+
+    S, A = 50, 5  # wider than any other operand of the chain (widths 32, time features 16, actions 5)
+    agent = DACER(Config().replace(hidden_sizes=[32, 32], diffusion_steps=4), S, A)
+    params = agent.init(jax.random.PRNGKey(0)).policy_params
+    obs = jnp.ones((8, S))
+
+    def products_this_wide(jaxpr):
+        return [e for e in jaxpr.eqns if e.primitive.name == "dot_general"
+                and any(v.aval.shape[-1] >= S for v in e.invars)]
+
+    def check(fn):
+        jaxpr = jax.make_jaxpr(fn)(params).jaxpr
+        chains = [e.params["jaxpr"].jaxpr for e in jaxpr.eqns if e.primitive.name == "scan"]
+        chains = [body for body in chains if any(e.primitive.name == "dot_general" for e in body.eqns)]
+        assert chains, "no chain loop found"
+        assert not any(products_this_wide(body) for body in chains)
+        assert products_this_wide(jaxpr)  # the one product, outside the loop
+
+    check(lambda p: agent.deterministic_action(p, obs, jax.random.PRNGKey(1)))
+    check(jax.grad(lambda p: jnp.sum(agent.deterministic_action(p, obs, jax.random.PRNGKey(1)))))
