@@ -222,17 +222,21 @@ def test_the_chain_multiplies_the_states_into_the_first_layer_once():
     params = agent.init(jax.random.PRNGKey(0)).policy_params
     obs = jnp.ones((8, S))
 
-    def products_this_wide(jaxpr):
-        return [e for e in jaxpr.eqns if e.primitive.name == "dot_general"
-                and any(v.aval.shape[-1] >= S for v in e.invars)]
+    def products(jaxpr, in_loop=False):
+        """(in a scan's body?, operand widths) of every matrix product, at any depth of nested jaxprs."""
+        for e in jaxpr.eqns:
+            if e.primitive.name == "dot_general":
+                yield in_loop, max(v.aval.shape[-1] for v in e.invars)
+            for sub in e.params.values():
+                sub = getattr(sub, "jaxpr", sub)  # a ClosedJaxpr's jaxpr, or a Jaxpr
+                if hasattr(sub, "eqns"):
+                    yield from products(sub, in_loop or e.primitive.name == "scan")
 
     def check(fn):
-        jaxpr = jax.make_jaxpr(fn)(params).jaxpr
-        chains = [e.params["jaxpr"].jaxpr for e in jaxpr.eqns if e.primitive.name == "scan"]
-        chains = [body for body in chains if any(e.primitive.name == "dot_general" for e in body.eqns)]
-        assert chains, "no chain loop found"
-        assert not any(products_this_wide(body) for body in chains)
-        assert products_this_wide(jaxpr)  # the one product, outside the loop
+        found = list(products(jax.make_jaxpr(fn)(params).jaxpr))
+        assert any(in_loop for in_loop, _ in found), "no chain loop found"
+        assert not any(in_loop and width >= S for in_loop, width in found)
+        assert any(not in_loop and width >= S for in_loop, width in found)  # the one product, outside the loop
 
     check(lambda p: agent.deterministic_action(p, obs, jax.random.PRNGKey(1)))
     check(jax.grad(lambda p: jnp.sum(agent.deterministic_action(p, obs, jax.random.PRNGKey(1)))))
