@@ -40,7 +40,7 @@ import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from mjx_dacer import sinks
+from mjx_dacer import compile_cache, sinks
 from mjx_dacer.checkpoint import Checkpointer, snapshot
 from mjx_dacer.config import Config, ConfigError, error_line
 from mjx_dacer.errors import RunStopped
@@ -283,13 +283,14 @@ class Runner:
         speed and out of the time a Ctrl-C is told the chunk needs.
         """
         if self._compiled is None:
-            t0 = time.perf_counter()
-            lowered = self._chunk.lower(ts, self.hparams, np.int32(0))  # tracing: quick
+            t0, hits = time.perf_counter(), compile_cache.hits()
+            lowered = self._chunk.lower(ts, self.hparams, np.int32(0))  # tracing the program
             self._compiled = self._call("compile", lowered.compile)
             seconds = time.perf_counter() - t0
             self._compile_seconds += seconds
+            cached = "; XLA's part loaded from the compilation cache" if compile_cache.hits() > hits else ""
             self.progress(f"compiled the chunk program (chunks of up to {self._max_chunk} iterations) in "
-                          f"{seconds:.1f} s")
+                          f"{seconds:.1f} s{cached}")
         return self._compiled
 
     # -------------------------------------------------------------------- run

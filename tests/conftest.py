@@ -20,6 +20,9 @@ from typing import Callable
 # in-process, the compiled environments), so each process allocates only what it needs.
 # Set before any backend starts; the subprocesses inherit it.
 os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
+# `mjx-dacer` turns on a persistent compilation cache in ~/.cache (mjx_dacer.compile_cache); tests that
+# call the CLI in this process keep it off, and the ones that test it or need it name their own directory.
+os.environ.setdefault("MJX_DACER_COMPILATION_CACHE", "off")
 
 import jax  # noqa: E402
 import numpy as np  # noqa: E402

@@ -19,7 +19,7 @@ import signal
 import sys
 from typing import Sequence
 
-from mjx_dacer import __version__
+from mjx_dacer import __version__, compile_cache
 from mjx_dacer.cli import ablate, bench, evaluate, export, multigoal, train
 from mjx_dacer.config import HPARAM_FIELDS, ConfigError, describe, error_line
 from mjx_dacer.errors import CheckpointError, RunStopped
@@ -39,6 +39,11 @@ EPILOG = """examples:
   mjx-dacer ablate --env Walker2d-v5 --seeds 5 --out runs/ablations
   mjx-dacer table runs/* --paper
   mjx-dacer bench gmm
+
+environment:
+  MJX_DACER_COMPILATION_CACHE  where compiled programs are kept, so that a resume or a rerun of the same
+                               config skips XLA's compile (default ~/.cache/mjx_dacer/xla; 'off' turns it
+                               off; JAX_COMPILATION_CACHE_DIR, if set, wins); bench runs without it
 """
 
 
@@ -131,6 +136,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.getLogger("absl").setLevel(logging.CRITICAL)
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.command == "bench":  # benchmarks time cold compiles
+        compile_cache.disable()
+    else:
+        compile_cache.enable()
     # A SIGTERM before a run installs its own handler (which finishes or keeps a checkpoint) would end
     # the process silently; say so instead. The runner restores this handler when it is done.
     previous = signal.signal(signal.SIGTERM, _terminate)
