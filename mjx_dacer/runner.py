@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import concurrent.futures
 import dataclasses
-import functools
 import os
 import pathlib
 import signal
@@ -110,12 +109,8 @@ class Runner:
         # program compiled ahead for the first chunk fits every later one.
         self._state_sharding = None if self.sharding is None else self._state_shardings()
         out = {} if self.sharding is None else {"out_shardings": (self._state_sharding, self.sharding)}
-        # One program for chunks of every length (the warm-up, the full chunks, a shorter last one): the
-        # length is an argument, so the run compiles its chunk program once.
         self._max_chunk = max(self.program.chunk_sizes)
-        self._chunk = self.program.jit(
-            functools.partial(self.program.run_chunk_guarded_batch, max_iterations=self._max_chunk),
-            donate_argnums=0, **out)
+        self._chunk = self.program.jit_chunk_batch(**out)  # one program for chunks of every length
         title = f"{config.algo.upper()} on {config.env}"
         self.sinks: list[sinks.Sink] = [
             sinks.ProgressSink(progress, config.total_iterations),

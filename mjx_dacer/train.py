@@ -372,6 +372,16 @@ class TrainProgram:
         """`jax.jit` of a function that steps this program's task, with the task's compiler options."""
         return envs.jit(self.env, fn, **kwargs)
 
+    def jit_chunk_batch(self, **kwargs):
+        """The chunk program a run compiles: `run_chunk_guarded_batch(ts, hparams, num_iterations)`.
+
+        One program for chunks of every length (the warm-up, the full chunks, a shorter last one):
+        `num_iterations` is an int32 argument of at most the longest chunk, so a run compiles it once.
+        The state argument is donated. `kwargs` go to `jax.jit` (e.g. out_shardings).
+        """
+        chunk = functools.partial(self.run_chunk_guarded_batch, max_iterations=max(self.chunk_sizes))
+        return self.jit(chunk, donate_argnums=0, **kwargs)
+
     # ------------------------------------------------------------ whole run
     def train(self, key: jax.Array, hparams: HParams) -> tuple[TrainState, Metrics]:
         """The whole run as one function: metrics stacked over evaluation points (leading axis)."""

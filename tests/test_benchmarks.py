@@ -1,4 +1,4 @@
-"""The benchmark commands (`mjx-dacer bench gmm | envs | train`), run through the CLI on tiny sizes.
+"""The benchmark commands (`mjx-dacer bench gmm | envs | train | profile | build`), run through the CLI on tiny sizes.
 
 Speed itself is never asserted (that is what the benchmarks are for); these check that each command
 runs, writes the table it prints, and that its non-timing numbers are right.
@@ -104,6 +104,21 @@ def test_bench_profile_parts_add_up_and_the_trace_is_written(tmp_path):
     assert abs(per_iteration["the rest"] - (per_iteration["whole iteration"] - parts)) < 0.003
     assert rows["entropy estimate"][2] == "1/10000"  # once per alpha_update_interval updates
     assert list(trace.rglob("*.xplane.pb")), sorted(trace.rglob("*"))
+
+
+def test_bench_build_times_each_stage_of_the_chunk_program(tmp_path):
+    out = tmp_path / "build.md"
+    tiny = [a for kv in [*TINY_TRAIN, "total_iterations=4", "eval_interval=2"] for a in ("--set", kv)]
+    printed = bench("build", "--envs", "MultiGoal-v0", "--seeds", "1", "2", *tiny, out=out)
+    assert out.read_text() == printed and "- command: `mjx-dacer bench build --envs MultiGoal-v0" in printed
+    rows = table_rows(printed)
+    assert [r[:2] for r in rows] == [["MultiGoal-v0", "1"], ["MultiGoal-v0", "2"]], printed
+    for r in rows:
+        stages = [float(x) for x in r[2:6]]
+        assert min(stages) >= 0 and stages[1] > 0 and stages[3] > 0  # tracing and XLA's compile take time
+        assert abs(float(r[6]) - sum(stages)) <= 0.25  # each cell rounded to 0.1 s
+    traced_only = table_rows(bench("build", "--envs", "MultiGoal-v0", "--no-compile", *tiny))
+    assert traced_only[0][5] == "" and float(traced_only[0][3]) > 0
 
 
 def test_profile_rows_amortise_the_update_count_and_the_entropy_interval():

@@ -81,7 +81,7 @@ def test_parts_run_in_order_cut_to_the_deadline_with_the_installed_package_first
     assert done.returncode == 0, done.stderr
     rows = steps(tmp_path)
     assert [n for n, _, _ in rows] == ["install", "versions", "tests", "fidelity", "gmm", "train", "profile",
-                                       "memory", "train_seeds", "envs", "train_unroll", "train_cmdbuf"]
+                                       "memory", "train_seeds", "envs", "train_unroll", "train_cmdbuf", "build"]
     assert all(status == "0" for _, status, _ in rows), rows
     # 100 s, less the 20 s SIGKILL grace and a 5 s margin: no step may be given more than 75 s.
     assert all(limit <= 75 for _, _, limit in rows) and rows[1][2] == 60, rows

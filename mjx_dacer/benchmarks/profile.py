@@ -34,7 +34,7 @@ import numpy as np
 
 from mjx_dacer import buffer as replay
 from mjx_dacer.benchmarks import common
-from mjx_dacer.benchmarks.train import _config
+from mjx_dacer.benchmarks.train import task_config
 from mjx_dacer.config import ConfigError
 from mjx_dacer.train import TrainProgram, make_train
 
@@ -163,7 +163,7 @@ def table_rows(seconds: dict[str, float], cfg) -> list[tuple[str, float | None, 
 def run(args: argparse.Namespace) -> int:
     if args.calls < 1 or args.repeats < 1:
         raise ConfigError("--calls and --repeats must be at least 1")
-    config = _config(args.env, args.overrides)
+    config = task_config(args.env, args.overrides)
     program = make_train(config)
     overrides = f"; overrides: {' '.join(args.overrides)}" if args.overrides else ""
     lines = common.header(f"One training iteration, part by part: {args.env}", sys.argv) + [

@@ -59,7 +59,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", help="also write the Markdown table to this file (rewritten after every row)")
 
 
-def _config(env: str, overrides):
+def task_config(env: str, overrides, bench_defaults: bool = True):
+    """`env`'s preset with `overrides` (KEY=VALUE strings); with `bench_defaults`, no warm-up and
+    BUFFER_CAPACITY-transition buffers unless overridden. Raises ConfigError for a task without a preset."""
     from mjx_dacer.config import ConfigError, parse_overrides
 
     preset = envs.preset(env)
@@ -69,7 +71,8 @@ def _config(env: str, overrides):
         except ValueError as e:
             raise ConfigError(f"--envs: {e}") from None
         raise ConfigError(f"--envs: {env} has no preset in configs/")
-    values = {"warmup_steps": 0, "buffer_capacity": BUFFER_CAPACITY, **parse_overrides(overrides)}
+    defaults = {"warmup_steps": 0, "buffer_capacity": BUFFER_CAPACITY} if bench_defaults else {}
+    values = {**defaults, **parse_overrides(overrides)}
     return load_config(preset, values)
 
 
@@ -212,7 +215,7 @@ def run(args: argparse.Namespace) -> int:
         "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     # Bad input fails before any compile.
-    configs = {(env, v): _config(env, [*args.overrides, *_settings(v)]) for env in args.envs for v in args.compare}
+    configs = {(env, v): task_config(env, [*args.overrides, *_settings(v)]) for env in args.envs for v in args.compare}
     print("\n".join(lines), flush=True)
     for env in args.envs:
         programs = {v: make_train(configs[env, v]) for v in args.compare}

@@ -116,7 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
     multigoal.add_arguments(multigoal_parser)
     multigoal_parser.set_defaults(func=multigoal.run)
 
-    bench_parser = sub.add_parser("bench", help="speed benchmarks (gmm, envs, train, profile)",
+    bench_parser = sub.add_parser("bench", help="speed benchmarks (gmm, envs, train, profile, build)",
                                   description=bench.__doc__.splitlines()[0])
     bench.build_parser(bench_parser)
     return parser

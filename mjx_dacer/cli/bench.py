@@ -16,6 +16,7 @@ BENCHMARKS = {
     "envs": "environment steps per second per task, physics profile and batch size",
     "train": "training iterations per second, on-device program vs a host loop",
     "profile": "one training iteration part by part (env step, acting, buffer, update, entropy estimate)",
+    "build": "the chunk program's build before a run's first iteration: shapes, trace, lower, XLA compile",
 }
 
 
