@@ -159,6 +159,28 @@ def jit(env: Any, fn: Callable, **kwargs: Any) -> Callable:
     return jax.jit(fn, compiler_options=compiler_options(env), **kwargs)
 
 
+def traced_once(method: Callable) -> Callable:
+    """An environment's method as one jitted function per instance, so that its trace is shared.
+
+    A chunk program runs the physics in several places (the training envs'
+    step and auto-reset, the evaluation episodes' reset and step), and tracing
+    MJX's Python code anew at each is most of the program's tracing time. A
+    ``jax.jit`` inside a traced program is traced once per argument shape and
+    reused at every call site (XLA then inlines it), so the places share one
+    trace. Called outside a program, it compiles with the task's options (`jit`).
+    """
+    name = method.__name__
+
+    @functools.wraps(method)
+    def shared(self, *args: Any) -> Any:
+        jitted = self.__dict__.setdefault("_traced_once", {})
+        if name not in jitted:
+            jitted[name] = jit(self, functools.partial(method, self))
+        return jitted[name](*args)
+
+    return shared
+
+
 @dataclasses.dataclass(frozen=True)
 class MujocoOptions:
     """What every MuJoCo task's ``Options`` starts with.
@@ -272,6 +294,7 @@ class MujocoTask(PipelineEnv):
             metrics=metrics,
         )
 
+    @traced_once
     @float32_matmuls
     def pipeline_init(self, q: jax.Array, qd: jax.Array, act: Any = None, ctrl: Any = None) -> mjx.Data:
         """``mjx.Data`` at (q, qd) after ``mj_forward``, like Gymnasium's ``set_state``."""
@@ -282,6 +305,7 @@ class MujocoTask(PipelineEnv):
         # shows the noisy, unnormalised quaternion. Keep qpos as given, too.
         return data.replace(qpos=q)
 
+    @traced_once
     @float32_matmuls
     def pipeline_step(self, pipeline_state: mjx.Data, action: jax.Array) -> mjx.Data:
         """``frame_skip`` MJX steps with control ``action`` (actuator space)."""

@@ -138,3 +138,31 @@ def test_wrapper_with_mujoco_task():
     assert seen_done.all()
     np.testing.assert_array_equal(np.asarray(state.info["truncated"]) + np.asarray(state.info["terminated"]) > 0, np.asarray(state.done) > 0)
     assert not np.allclose(np.asarray(state.pipeline_state.qpos)[np.asarray(state.done) > 0], first[np.asarray(state.done) > 0])
+
+
+def test_a_program_traces_the_physics_once(monkeypatch):
+    """The training envs' step and auto-reset and the evaluation episodes' reset and step share one trace each
+    of MJX's step and forward (envs.base.traced_once): tracing the physics is most of a chunk program's build."""
+    from mujoco import mjx
+
+    from mjx_dacer.evaluate import evaluate
+
+    traced = {"step": 0, "forward": 0}
+    for name in traced:
+        original = getattr(mjx, name)
+
+        def counting(*args, _name=name, _original=original):
+            traced[_name] += 1
+            return _original(*args)
+
+        monkeypatch.setattr(mjx, name, counting)
+    env = type(envs.make("Hopper-v5"))()  # a new instance: nothing traced yet
+    wrapper = TrainingWrapper(env)
+
+    def program(key):
+        state = wrapper.step(wrapper.reset(jax.random.split(key, N)), jnp.zeros((N, env.action_size)))
+        episodes = evaluate(env, lambda obs, k: jnp.zeros((obs.shape[0], env.action_size)), key, 2, 3)
+        return state.obs, episodes.returns
+
+    jax.make_jaxpr(program)(jax.random.PRNGKey(0))
+    assert traced == {"step": 1, "forward": 1}
