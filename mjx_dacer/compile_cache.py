@@ -1,8 +1,8 @@
-"""JAX's persistent compilation cache, which the commands that train and evaluate turn on.
+"""JAX's persistent compilation cache, which every `mjx-dacer` command but `bench` turns on.
 
 A run's chunk program takes minutes to build: tracing the physics, the
 reverse chain and the GMM fit, then XLA's compile (Hopper-v5 with small
-networks: about 30 s and 100 s on a 2-core CPU). The same config builds the
+networks: about 15 s and 100 s on a 2-core CPU; `mjx-dacer bench build`). The same config builds the
 same program, so `train --resume` after an interruption, a second `eval` of a
 run, or the same task trained again can load XLA's result from disk instead
 of compiling it again. JAX keys each entry by the program, the jaxlib
