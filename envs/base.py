@@ -160,23 +160,27 @@ def jit(env: Any, fn: Callable, **kwargs: Any) -> Callable:
 
 
 def traced_once(method: Callable) -> Callable:
-    """An environment's method as one jitted function per instance, so that its trace is shared.
+    """An environment's method as jitted functions of its own, so that its trace is shared.
 
     A chunk program runs the physics in several places (the training envs'
     step and auto-reset, the evaluation episodes' reset and step), and tracing
     MJX's Python code anew at each is most of the program's tracing time. A
     ``jax.jit`` inside a traced program is traced once per argument shape and
     reused at every call site (XLA then inlines it), so the places share one
-    trace. Called outside a program, it compiles with the task's options (`jit`).
+    trace. JAX takes compiler options only on the outermost jit, so inside a
+    program (tracer arguments) the nested jit has none, and called on concrete
+    arrays the method compiles with the task's options (`jit`).
     """
     name = method.__name__
 
     @functools.wraps(method)
     def shared(self, *args: Any) -> Any:
+        nested = any(isinstance(x, jax.core.Tracer) for x in jax.tree.leaves(args))
         jitted = self.__dict__.setdefault("_traced_once", {})
-        if name not in jitted:
-            jitted[name] = jit(self, functools.partial(method, self))
-        return jitted[name](*args)
+        if (name, nested) not in jitted:
+            fn = functools.partial(method, self)
+            jitted[name, nested] = jax.jit(fn) if nested else jit(self, fn)
+        return jitted[name, nested](*args)
 
     return shared
 
