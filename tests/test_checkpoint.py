@@ -301,8 +301,9 @@ def test_a_snapshot_owns_its_memory_so_the_state_can_still_be_donated():
 
 
 def test_checkpoints_are_written_while_the_next_chunk_runs(uninterrupted, tmp_path, monkeypatch):
-    """A slow disk, simulated: each write takes 2 s. Training goes on meanwhile, the end of the run waits
-    for the last write, and the run is the uninterrupted one, value for value."""
+    """A slow disk, simulated: each write takes 4 s. Training goes on meanwhile, the end of the run waits
+    for the last write, and the run is the uninterrupted one, value for value. (4 s, not less: the tiny
+    chunk must end before the write does, also on 2 cores busy with another test process.)"""
     from mjx_dacer.checkpoint import Checkpointer
 
     full, _ = uninterrupted
@@ -311,7 +312,7 @@ def test_checkpoints_are_written_while_the_next_chunk_runs(uninterrupted, tmp_pa
 
     def slow_write(self, chunks_done, *args):
         events.append(f"write {chunks_done} starts")
-        time.sleep(2.0)
+        time.sleep(4.0)
         out = write(self, chunks_done, *args)
         events.append(f"write {chunks_done} ends")
         return out
