@@ -39,8 +39,13 @@ def evaluate(env, policy: Policy, key: jax.Array, num_episodes: int, episode_len
     evaluation points and `mjx-dacer eval` both call it. Each episode stops
     accumulating reward at its first termination; episodes are cut at
     `episode_length` steps (the task's time limit). The rollout is a
-    `lax.scan`, so it stays inside the compiled training program.
-    `record` keeps episode 0's qpos / qvel (for rendering; MuJoCo tasks only).
+    `lax.while_loop` that ends once every episode has ended: a policy early
+    in training falls within tens of steps, and stepping its dead episodes
+    to the time limit would cost the whole limit's physics every
+    evaluation. Step i acts with the i-th of `episode_length` keys split
+    from one, so the outcome does not depend on where the loop stops.
+    `record` keeps episode 0's qpos / qvel (for rendering; MuJoCo tasks
+    only); it runs all `episode_length` steps, so the frames have a fixed shape.
     """
     k_reset, k_act = jax.random.split(key)
     state = jax.vmap(env.reset)(jax.random.split(k_reset, num_episodes))
@@ -57,9 +62,19 @@ def evaluate(env, policy: Policy, key: jax.Array, num_episodes: int, episode_len
         return (nxt, ret, length, alive), frame
 
     init = (state, jnp.zeros(num_episodes), jnp.zeros(num_episodes, jnp.int32), jnp.ones(num_episodes, bool))
-    (_, returns, lengths, _), frames = jax.lax.scan(step, init, jax.random.split(k_act, episode_length))
+    keys = jax.random.split(k_act, episode_length)
     if not record:
+        def running(loop):
+            i, (_, _, _, alive) = loop
+            return (i < episode_length) & jnp.any(alive)
+
+        def next_step(loop):
+            i, carry = loop
+            return i + 1, step(carry, keys[i])[0]
+
+        _, (_, returns, lengths, _) = jax.lax.while_loop(running, next_step, (jnp.int32(0), init))
         return Episodes(returns=returns, lengths=lengths)
+    (_, returns, lengths, _), frames = jax.lax.scan(step, init, keys)
     return Episodes(
         returns=returns, lengths=lengths,
         qpos=jnp.concatenate([state.pipeline_state.qpos[:1], frames[0]]),

@@ -50,6 +50,32 @@ def test_returns_stop_at_termination_and_ignore_nan_after_it():
     np.testing.assert_array_equal(episodes.qvel[:, 0], -np.arange(11.0))
 
 
+def test_the_rollout_ends_when_every_episode_has_ended_with_the_full_rollouts_outcome():
+    env = CountdownEnv()
+    keys = jax.random.split(jax.random.PRNGKey(3), 4)
+    steps = []
+
+    def policy(obs, _):  # counts the rollout's steps as they run
+        jax.debug.callback(lambda: steps.append(1))
+        return jnp.zeros((obs.shape[0], 1))
+
+    ends = jax.vmap(lambda k: jax.vmap(lambda r: env.reset(r).obs[1])(jax.random.split(jax.random.split(k)[0], 8)))(keys)
+    assert set(np.asarray(ends).ravel()) == {3.0, 5.0}
+    full = jax.jit(jax.vmap(lambda k: evaluate(env, policy, k, 8, 50, record=True)))(keys)
+    assert len(steps) == 50
+    steps.clear()
+    # As the training program runs it: vmapped over seeds, the loop goes on while any seed's episodes do.
+    early = jax.jit(jax.vmap(lambda k: evaluate(env, policy, k, 8, 50)))(keys)
+    assert len(steps) == 5  # the last episode ends at step 5, not at the 50-step limit
+    np.testing.assert_array_equal(early.returns, full.returns)
+    np.testing.assert_array_equal(early.lengths, full.lengths)
+    np.testing.assert_array_equal(early.returns, ends)
+    steps.clear()
+    cut = jax.jit(lambda k: evaluate(env, policy, k, 8, 4))(keys[0])  # the time limit before any end at 5
+    assert len(steps) == 4
+    np.testing.assert_array_equal(cut.lengths, np.minimum(ends[0], 4).astype(int))
+
+
 def test_final_performance_is_the_best_return_in_the_last_ten_percent():
     iterations = np.array([100, 200, 900, 950, 1000])
     returns = np.array([[5.0, 9.0, 1.0, 3.0, 2.0], [0.0, 0.0, 4.0, 1.0, 1.0]])
