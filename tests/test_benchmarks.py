@@ -97,12 +97,13 @@ def test_bench_profile_parts_add_up_and_the_trace_is_written(tmp_path):
                     *[a for kv in TINY_TRAIN for a in ("--set", kv)])
     rows = {r[0].split(" (")[0]: r for r in table_rows(printed)}
     assert list(rows) == ["env step", "act", "buffer", "update", "entropy estimate", "sum of the parts",
-                          "whole iteration", "the rest"], printed
+                          "whole iteration", "the rest", "evaluation at most"], printed
     per_iteration = {name: float(r[3]) for name, r in rows.items()}
     parts = sum(per_iteration[k] for k in ("env step", "act", "buffer", "update", "entropy estimate"))
     assert abs(per_iteration["sum of the parts"] - parts) < 0.003
     assert abs(per_iteration["the rest"] - (per_iteration["whole iteration"] - parts)) < 0.003
     assert rows["entropy estimate"][2] == "1/10000"  # once per alpha_update_interval updates
+    assert rows["evaluation at most"][2] == "100/5000"  # Multi-goal's time limit, per eval_interval
     assert list(trace.rglob("*.xplane.pb")), sorted(trace.rglob("*"))
 
 
@@ -125,11 +126,14 @@ def test_profile_rows_amortise_the_update_count_and_the_entropy_interval():
     from mjx_dacer.benchmarks import profile
 
     cfg = load_config("multigoal", parse_overrides(["updates_per_iteration=2", "alpha_update_interval=10000"]))
-    seconds = {"env": 1e-3, "act": 2e-3, "buffer": 0.5e-3, "update": 4e-3, "entropy": 1.0, "iteration": 10e-3}
+    seconds = {"env": 1e-3, "act": 2e-3, "buffer": 0.5e-3, "update": 4e-3, "entropy": 1.0, "iteration": 10e-3,
+               "evaluation": 3e-3}
     rows = {name.split(" (")[0]: (calls, per_iteration) for name, _, calls, per_iteration in
-            profile.table_rows(seconds, cfg)}
+            profile.table_rows(seconds, cfg, episode_length=500)}
     assert rows["update"] == ("2", 8e-3) and rows["entropy estimate"] == ("1/5000", 1.0 / 5000)
     assert math.isclose(rows["sum of the parts"][1], 11.7e-3) and math.isclose(rows["the rest"][1], -1.7e-3)
+    # Not in the sum: each chunk's evaluation, E episodes stepped at most to the time limit.
+    assert rows["evaluation at most"] == (f"500/{cfg.eval_interval}", 3e-3 * 500 / cfg.eval_interval)
 
 
 def test_the_nvidia_driver_is_read_from_nvidia_smi(monkeypatch):

@@ -12,6 +12,9 @@ times (compiled ahead, one untimed call, the median of `--repeats`):
              and the targets every `policy_delay` calls, averaged over the calls
   entropy    the entropy estimate alone (Eq. 12-15: M behaviour actions per batch state, the GMM fit),
              which the update runs once per `alpha_update_interval` calls: its share is amortised
+  evaluation one step of the `eval_episodes` evaluation episodes (the deterministic action, the
+             physics), which every chunk's evaluation runs until its last episode ends, at most the
+             time limit: set apart below the iteration, at that most, amortised over `eval_interval`
 
 The sum of the parts (update x updates_per_iteration, entropy / interval)
 is set beside the measured iteration (`TrainProgram.iteration`); the rest
@@ -136,11 +139,20 @@ def measure_parts(program: TrainProgram, calls: int, repeats: int,
 
         measure("entropy", entropy, (ts.agent, batch.obs, key, zero))
     measure("iteration", iteration, ts)
+
+    def evaluation_step(c):
+        agent_state, episodes, k = c
+        k, k_a = jax.random.split(k)
+        return agent_state, jax.vmap(program.env.step)(episodes, agent.eval_action(agent_state, episodes.obs, k_a)), k
+
+    episodes = jax.vmap(program.env.reset)(jax.random.split(key, cfg.eval_episodes))
+    measure("evaluation", evaluation_step, (ts.agent, episodes, key))
     return seconds
 
 
-def table_rows(seconds: dict[str, float], cfg) -> list[tuple[str, float | None, str, float]]:
-    """(part, ms per call, calls per iteration, ms per iteration), the sum, the iteration and the rest."""
+def table_rows(seconds: dict[str, float], cfg, episode_length: int) -> list[tuple[str, float | None, str, float]]:
+    """(part, seconds per call, calls per iteration, seconds per iteration), the sum, the iteration, the rest,
+    then the evaluation's most (every episode to the `episode_length` limit), which is not in the iteration."""
     parts = [
         (f"env step ({cfg.num_envs} envs)", seconds["env"], "1", seconds["env"]),
         (f"act ({cfg.num_envs} states, {cfg.diffusion_steps}-step chain)", seconds["act"], "1", seconds["act"]),
@@ -155,9 +167,12 @@ def table_rows(seconds: dict[str, float], cfg) -> list[tuple[str, float | None, 
         parts.append((f"entropy estimate ({cfg.batch_size} states x {cfg.entropy_samples} actions, GMM K="
                       f"{cfg.gmm_components})", seconds["entropy"], f"1/{interval:g}", seconds["entropy"] / interval))
     total = sum(p[3] for p in parts)
+    evaluation = (f"evaluation at most ({cfg.eval_episodes} episodes x {episode_length} steps per chunk)",
+                  seconds["evaluation"], f"{episode_length}/{cfg.eval_interval}",
+                  seconds["evaluation"] * episode_length / cfg.eval_interval)
     return parts + [("sum of the parts", None, "", total),
                     ("whole iteration (measured)", None, "1", seconds["iteration"]),
-                    ("the rest", None, "", seconds["iteration"] - total)]
+                    ("the rest", None, "", seconds["iteration"] - total), evaluation]
 
 
 def run(args: argparse.Namespace) -> int:
@@ -171,7 +186,10 @@ def run(args: argparse.Namespace) -> int:
         f"{config.buffer_capacity:,} transitions (as `bench train`){overrides}. Each part: "
         f"{args.calls} calls in one compiled scan, median of {args.repeats} (after one untimed call). The entropy "
         f"estimate runs once per {config.alpha_update_interval} updates: its share is amortised. The rest: the "
-        "measured iteration less the parts (fusion across them, metrics, branches).",
+        "measured iteration less the parts (fusion across them, metrics, branches). The last row is not part of "
+        f"the iteration: one step of the {config.eval_episodes} evaluation episodes, run after every chunk of "
+        f"{config.eval_interval} iterations until the last episode ends, at most the time limit: the most it adds "
+        "per iteration.",
         "",
         "| part | ms per call | calls per iteration | ms per iteration | share of the iteration |",
         "|---|---:|---:|---:|---:|",
@@ -179,7 +197,7 @@ def run(args: argparse.Namespace) -> int:
     print("\n".join(lines), flush=True)
     seconds = measure_parts(program, args.calls, args.repeats, lambda line: print(line, file=sys.stderr, flush=True))
     whole = seconds["iteration"]
-    for name, per_call, calls, per_iteration in table_rows(seconds, config):
+    for name, per_call, calls, per_iteration in table_rows(seconds, config, program.episode_length):
         lines.append(f"| {name} | {'' if per_call is None else f'{per_call * 1e3:.3f}'} | {calls} | "
                      f"{per_iteration * 1e3:.3f} | {per_iteration / whole:.0%} |")
         print(lines[-1], flush=True)
