@@ -84,11 +84,12 @@ def test_bench_gmm_agrees_with_scikit_learn(tmp_path):
     assert math.isfinite(ours) and abs(ours - sklearn) < 0.5, row
 
 
-def test_bench_envs_gives_a_row_per_batch_size(tmp_path):
+def test_bench_envs_gives_a_row_per_run_count_and_batch_size(tmp_path):
     printed = bench("envs", "--envs", "MultiGoal-v0", "--profiles", "fast", "--batch-sizes", "1", "4",
-                    "--steps", "8", "--repeats", "1")
+                    "--runs", "1", "3", "--steps", "8", "--repeats", "1")
     rows = table_rows(printed)
-    assert len(rows) == 2 and all("MultiGoal-v0" in r for r in rows), printed
+    assert [r[:4] for r in rows] == [["MultiGoal-v0", "-", runs, batch] for runs in "13" for batch in "14"], printed
+    assert all(float(r[5].replace(",", "")) > 0 for r in rows), printed
 
 
 def test_bench_profile_parts_add_up_and_the_trace_is_written(tmp_path):

@@ -3,7 +3,8 @@
 ``mjx-dacer bench envs`` times what the training program runs: the
 `TrainingWrapper` (N environments, vmapped, auto-reset to fresh states) under
 uniform random actions, ``steps`` wrapper steps inside one jitted
-``lax.scan``. Compile time (lowering + XLA compile of that scan) is its own
+``lax.scan``, vmapped over ``--runs`` R runs as the training program vmaps
+its seeds and grid points. Compile time (lowering + XLA compile of that scan) is its own
 column; throughput is the best of ``--repeats`` timed calls after compiling,
 in environment steps (N per wrapper step) per second.
 
@@ -55,6 +56,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="CPU backend: run each row with each of these XLA:CPU intra-op pool sizes (PJRT_NPROC); "
         "default: this process's pool",
     )
+    parser.add_argument("--runs", nargs="+", type=int, default=[1], metavar="R",
+                        help="runs (seeds) vmapped around the N environments, as in training; a row per count")
     parser.add_argument("--repeats", type=int, default=2, help="timed calls per row; the best is reported")
     parser.add_argument("--seed", type=int, default=0, help="PRNG seed of the initial states and actions")
     parser.add_argument("--out", default=None, help="also write the Markdown table to this file (rewritten after every row)")
@@ -80,6 +83,8 @@ def run(args: argparse.Namespace) -> int:
                 raise ConfigError(f"--envs: {e}") from None
     accelerator = jax.default_backend() != "cpu"
     batch_sizes = args.batch_sizes or (DEFAULT_BATCH_SIZES_ACCELERATOR if accelerator else DEFAULT_BATCH_SIZES_CPU)
+    if min(args.runs) < 1 or min(batch_sizes) < 1:
+        raise ConfigError(f"--runs and --batch-sizes must be at least 1, got {args.runs} and {list(batch_sizes)}")
     if args.cpu_threads and (accelerator or min(args.cpu_threads) < 1):
         raise ConfigError("--cpu-threads: positive pool sizes, on the CPU backend only")
     # None: the child inherits this process's pool size (PJRT_NPROC as mjx_dacer set it).
@@ -91,28 +96,30 @@ def run(args: argparse.Namespace) -> int:
         for profile in args.profiles:
             if name == "MultiGoal-v0" and profile != args.profiles[0]:
                 continue  # no physics engine: one row set is enough
-            for batch in batch_sizes:
-                steps = args.steps or _auto_steps(batch, accelerator)
-                for threads in thread_counts:
-                    result = measure_in_child(name, profile, batch, steps, args, not accelerator, threads)
-                    if "error" in result:
-                        figures = f"{result['error']} | - "
-                    else:
-                        figures = f"{result['steps_per_second']:,.0f} | {result['compile_s']:.1f} "
-                    pool = "-" if accelerator else str(threads or cpu_threads.pool_size())
-                    rows.append(
-                        f"| {name} | {profile if name != 'MultiGoal-v0' else '-'} | {batch} | {pool} | {figures}"
-                        f"| {steps} |"
-                    )
-                    print(rows[-1], file=sys.stderr, flush=True)
-                    _emit(header, rows, args.out)
+            for runs in args.runs:
+                for batch in batch_sizes:
+                    steps = args.steps or _auto_steps(runs * batch, accelerator)
+                    for threads in thread_counts:
+                        result = measure_in_child(name, profile, runs, batch, steps, args, not accelerator, threads)
+                        if "error" in result:
+                            figures = f"{result['error']} | - "
+                        else:
+                            figures = f"{result['steps_per_second']:,.0f} | {result['compile_s']:.1f} "
+                        pool = "-" if accelerator else str(threads or cpu_threads.pool_size())
+                        rows.append(
+                            f"| {name} | {profile if name != 'MultiGoal-v0' else '-'} | {runs} | {batch} | {pool} | "
+                            f"{figures}| {steps} |"
+                        )
+                        print(rows[-1], file=sys.stderr, flush=True)
+                        _emit(header, rows, args.out)
     if not args.out:
         print("\n".join([header, *rows]))
     return 0
 
 
-def measure(name: str, profile: str, batch: int, steps: int, repeats: int, seed: int) -> dict[str, float]:
-    """Compile and time ``steps`` TrainingWrapper steps of ``batch`` envs."""
+def measure(name: str, profile: str, runs: int, batch: int, steps: int, repeats: int,
+            seed: int) -> dict[str, float]:
+    """Compile and time ``steps`` TrainingWrapper steps of ``batch`` envs, vmapped over ``runs``."""
     import jax
     import jax.numpy as jnp
 
@@ -123,13 +130,15 @@ def measure(name: str, profile: str, batch: int, steps: int, repeats: int, seed:
 
     def rollout(state, key):
         def body(state, t):
-            action = jax.random.uniform(jax.random.fold_in(key, t), (batch, env.action_size), minval=-1.0, maxval=1.0)
-            state = wrapper.step(state, action)
+            shape = (runs, batch, env.action_size)
+            action = jax.random.uniform(jax.random.fold_in(key, t), shape, minval=-1.0, maxval=1.0)
+            state = jax.vmap(wrapper.step)(state, action)
             return state, state.reward
         return jax.lax.scan(body, state, jnp.arange(steps))
 
     key = jax.random.PRNGKey(seed)
-    state = jax.block_until_ready(envs.jit(wrapper, wrapper.reset)(jax.random.split(key, batch)))
+    reset = envs.jit(wrapper, jax.vmap(wrapper.reset))
+    state = jax.block_until_ready(reset(jax.random.split(key, runs * batch).reshape(runs, batch, -1)))
     start = time.perf_counter()
     compiled = envs.jit(wrapper, rollout).lower(state, key).compile()
     compile_s = time.perf_counter() - start
@@ -139,12 +148,12 @@ def measure(name: str, profile: str, batch: int, steps: int, repeats: int, seed:
         start = time.perf_counter()
         state, _ = jax.block_until_ready(compiled(state, jax.random.fold_in(key, i + 1)))
         best = min(best, time.perf_counter() - start)
-    return {"steps_per_second": batch * steps / best, "compile_s": compile_s, "seconds": best}
+    return {"steps_per_second": runs * batch * steps / best, "compile_s": compile_s, "seconds": best}
 
 
 def measure_in_child(
-    name: str, profile: str, batch: int, steps: int, args: argparse.Namespace, watch_stalls: bool = True,
-    cpu_threads: int | None = None,
+    name: str, profile: str, runs: int, batch: int, steps: int, args: argparse.Namespace,
+    watch_stalls: bool = True, cpu_threads: int | None = None,
 ) -> dict:
     """`measure` in a fresh Python process, watched for stalls and the row time limit.
 
@@ -155,7 +164,7 @@ def measure_in_child(
     Returns `measure`'s dict, or ``{"error": text}`` for a row that stalled,
     timed out or failed.
     """
-    command = [sys.executable, "-m", "mjx_dacer.benchmarks.envs", name, profile, str(batch), str(steps),
+    command = [sys.executable, "-m", "mjx_dacer.benchmarks.envs", name, profile, str(runs), str(batch), str(steps),
                str(args.repeats), str(args.seed)]
     # Files, not pipes: a child blocked on a full pipe would look stalled.
     out, err = tempfile.TemporaryFile("w+"), tempfile.TemporaryFile("w+")
@@ -220,11 +229,12 @@ def _header(args: argparse.Namespace) -> str:
         *lines[:-1],  # common's header ends with a blank line
         f"- mujoco-mjx {mjx_version}",
         "- timed: `TrainingWrapper.step` (vmapped, auto-reset) under uniform random actions, inside one jitted "
-        "`lax.scan` of `steps` steps; env steps/s counts every environment; compile = lower + XLA compile of "
-        f"that scan; best of {args.repeats} timed calls",
+        "`lax.scan` of `steps` steps, vmapped over `runs` runs as training vmaps its seeds; env steps/s counts "
+        f"every environment of every run; compile = lower + XLA compile of that scan; best of {args.repeats} "
+        "timed calls",
         "",
-        "| task | physics | batch | XLA:CPU threads | env steps/s | compile (s) | steps timed |",
-        "|---|---|---:|---:|---:|---:|---:|",
+        "| task | physics | runs | batch | XLA:CPU threads | env steps/s | compile (s) | steps timed |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
     ])
 
 
@@ -236,5 +246,5 @@ def _emit(header: str, rows: list[str], out: str | None) -> None:
 
 if __name__ == "__main__":
     # One benchmark row, run by `measure_in_child`: prints `measure`'s dict as JSON.
-    _name, _profile, _batch, _steps, _repeats, _seed = sys.argv[1:7]
-    print(json.dumps(measure(_name, _profile, int(_batch), int(_steps), int(_repeats), int(_seed))), flush=True)
+    _name, _profile, _runs, _batch, _steps, _repeats, _seed = sys.argv[1:8]
+    print(json.dumps(measure(_name, _profile, *map(int, (_runs, _batch, _steps, _repeats, _seed)))), flush=True)
