@@ -25,8 +25,26 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 from brax.envs.base import Env, State, Wrapper
+from jax.custom_batching import custom_vmap
 
 _OWN_KEYS = ("rng", "steps", "terminated", "truncated", "final_obs")
+
+
+@custom_vmap
+def any_in_batch(x: jax.Array) -> jax.Array:
+    """Whether `x` is true anywhere: in every element and, under `jax.vmap`, in every batch member.
+
+    Under `vmap` the answer is one unbatched bool for the whole batch, so a `lax.cond`
+    on it stays a real branch: with a batched predicate `vmap` turns the cond into
+    running both branches and selecting per member.
+    """
+    return jnp.any(x)
+
+
+@any_in_batch.def_vmap
+def _any_in_batch_vmap(axis_size, in_batched, x):
+    del axis_size, in_batched  # x carries the batch axis (if batched); reducing every axis covers it
+    return any_in_batch(x), False
 
 
 class TrainingWrapper(Wrapper):
@@ -55,8 +73,11 @@ class TrainingWrapper(Wrapper):
         """actions: (N, action_size) in [-1, 1]. Returns the batched next `State`."""
         stepped = jax.vmap(self._step_one)(state, actions)
         # Resetting costs a forward pass per env; skip it on the (common) steps
-        # where no environment finished.
-        return jax.lax.cond(jnp.any(stepped.done > 0), self._auto_reset, lambda s: s, stepped)
+        # where no environment finished. Under the training program's vmap over
+        # runs (seeds, grid points) the predicate covers every run's environments
+        # (`any_in_batch`): a per-run predicate would make vmap reset all of them
+        # on every step. Either way `_auto_reset` replaces only the finished ones.
+        return jax.lax.cond(any_in_batch(stepped.done > 0), self._auto_reset, lambda s: s, stepped)
 
     # -- per environment ----------------------------------------------------
 

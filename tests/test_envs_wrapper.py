@@ -80,6 +80,27 @@ def test_termination_resets_only_finished_envs():
     np.testing.assert_array_equal(state.info["rng"][1], prev.info["rng"][1])
 
 
+def test_under_vmap_over_runs_the_auto_reset_stays_a_branch_and_each_run_resets_its_own_envs():
+    # The training program vmaps the wrapper over runs (seeds, grid points). Were the auto-reset's
+    # predicate per run, vmap would turn its cond into a select: every env's reset on every step.
+    wrapper = TrainingWrapper(envs.make("MultiGoal-v0"))  # episode_length 100
+    runs = 3
+    state = jax.vmap(wrapper.reset)(jax.random.split(jax.random.PRNGKey(6), runs * 2).reshape(runs, 2, 2))
+    actions = jnp.stack([jnp.stack([RIGHT, STAY]), jnp.stack([STAY, STAY]), jnp.stack([STAY, RIGHT])])
+    step = jax.vmap(wrapper.step)
+    assert "cond[" in str(jax.make_jaxpr(step)(state, actions))
+    step_alone = jax.jit(wrapper.step)
+    alone = [jax.tree.map(lambda x: x[r], state) for r in range(runs)]
+    done = np.zeros((runs, 2))
+    for _ in range(7):
+        state = jax.jit(step)(state, actions)
+        alone = [step_alone(s, actions[r]) for r, s in enumerate(alone)]
+        for r in range(runs):  # the same states as each run stepped apart, resets included
+            jax.tree.map(lambda a, b: np.testing.assert_array_equal(a[r], b), state, alone[r])
+        done += np.asarray(state.done)
+    np.testing.assert_array_equal(done > 0, [[True, False], [False, False], [False, True]])
+
+
 def test_resets_are_fresh_each_episode(multigoal):
     _, reset, step = multigoal
     state = reset(jax.random.split(jax.random.PRNGKey(3), N))
