@@ -25,26 +25,10 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 from brax.envs.base import Env, State, Wrapper
-from jax.custom_batching import custom_vmap
+
+from mjx_dacer.envs.batching import one_axis
 
 _OWN_KEYS = ("rng", "steps", "terminated", "truncated", "final_obs")
-
-
-@custom_vmap
-def any_in_batch(x: jax.Array) -> jax.Array:
-    """Whether `x` is true anywhere: in every element and, under `jax.vmap`, in every batch member.
-
-    Under `vmap` the answer is one unbatched bool for the whole batch, so a `lax.cond`
-    on it stays a real branch: with a batched predicate `vmap` turns the cond into
-    running both branches and selecting per member.
-    """
-    return jnp.any(x)
-
-
-@any_in_batch.def_vmap
-def _any_in_batch_vmap(axis_size, in_batched, x):
-    del axis_size, in_batched  # x carries the batch axis (if batched); reducing every axis covers it
-    return any_in_batch(x), False
 
 
 class TrainingWrapper(Wrapper):
@@ -61,23 +45,28 @@ class TrainingWrapper(Wrapper):
         self.episode_length = int(episode_length or env.episode_length)
         if self.episode_length < 1:
             raise ValueError(f"episode_length must be >= 1, got {episode_length}")
+        # The training program vmaps runs around these N envs: `one_axis` steps all R x N on one axis.
+        self._reset_batch = one_axis(jax.vmap(self._reset_one))
+        self._step_batch = one_axis(self._step_all)
 
     def reset(self, keys: jax.Array) -> State:
         """keys: (N, 2) uint32 (``jax.random.split(PRNGKey(s), N)``) or (N,) typed keys.
 
         Returns a batched `State` whose leaves have a leading axis N.
         """
-        return jax.vmap(self._reset_one)(keys)
+        return self._reset_batch(keys)
 
     def step(self, state: State, actions: jax.Array) -> State:
         """actions: (N, action_size) in [-1, 1]. Returns the batched next `State`."""
+        return self._step_batch(state, actions)
+
+    def _step_all(self, state: State, actions: jax.Array) -> State:
         stepped = jax.vmap(self._step_one)(state, actions)
         # Resetting costs a forward pass per env; skip it on the (common) steps
-        # where no environment finished. Under the training program's vmap over
-        # runs (seeds, grid points) the predicate covers every run's environments
-        # (`any_in_batch`): a per-run predicate would make vmap reset all of them
-        # on every step. Either way `_auto_reset` replaces only the finished ones.
-        return jax.lax.cond(any_in_batch(stepped.done > 0), self._auto_reset, lambda s: s, stepped)
+        # where no environment finished. Under vmap over runs this batch is every
+        # run's envs (`one_axis`), so the predicate is one bool and the cond a
+        # branch: a per-run one would make vmap reset every env on every step.
+        return jax.lax.cond(jnp.any(stepped.done > 0), self._auto_reset, lambda s: s, stepped)
 
     # -- per environment ----------------------------------------------------
 

@@ -9,6 +9,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
+from mjx_dacer.envs.batching import one_axis
+
 # policy(obs (E, S), key) -> actions (E, A)
 Policy = Callable[[jax.Array, jax.Array], jax.Array]
 
@@ -48,11 +50,13 @@ def evaluate(env, policy: Policy, key: jax.Array, num_episodes: int, episode_len
     only); it runs all `episode_length` steps, so the frames have a fixed shape.
     """
     k_reset, k_act = jax.random.split(key)
-    state = jax.vmap(env.reset)(jax.random.split(k_reset, num_episodes))
+    # one_axis: under the training program's vmap over runs, all runs' episodes on one axis.
+    state = one_axis(jax.vmap(env.reset))(jax.random.split(k_reset, num_episodes))
+    env_step = one_axis(jax.vmap(env.step))
 
     def step(carry, k):
         state, ret, length, alive = carry
-        nxt = jax.vmap(env.step)(state, policy(state.obs, k))
+        nxt = env_step(state, policy(state.obs, k))
         # `where`, not a product with the alive mask: a state past its termination
         # may go non-finite, and 0 * nan = nan would poison the return.
         ret = ret + jnp.where(alive, nxt.reward, 0.0)
