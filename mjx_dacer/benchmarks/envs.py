@@ -6,7 +6,7 @@ uniform random actions, ``steps`` wrapper steps inside one jitted
 ``lax.scan``, vmapped over ``--runs`` R runs as the training program vmaps
 its seeds and grid points. Compile time (lowering + XLA compile of that scan) is its own
 column; throughput is the best of ``--repeats`` timed calls after compiling,
-in environment steps (N per wrapper step) per second.
+in environment steps (R x N per wrapper step) per second.
 
 Each row runs in a child process, so one row's compiled programs and memory
 never slow the next, and a row that wedges does not take the table with it.
