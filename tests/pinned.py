@@ -3,8 +3,12 @@
 A refactoring of the host side or of the update must leave the metrics of a
 fixed seed and config as they were. `assert_pinned(rows, name)` compares
 metrics.csv rows with ``tests/pinned/<name>.csv``: counters and text exactly,
-floats to rtol 1e-4 (XLA:CPU may fuse differently on another CPU, and a few
-updates amplify rounding only slightly). A change that means to alter the
+floats to rtol 1e-4 (XLA:CPU may fuse differently on another CPU or jaxlib, and
+a few updates amplify rounding only slightly). The entropy estimate gets rtol
+1e-3: its EM fit of K = 3 components to the tiny configs' 6 samples per state
+amplifies rounding about a hundredfold. Hopper's tiny run on jaxlib 0.11.2 against
+the rows pinned on 0.10.2: every other float within 3e-6, the entropy within 1.0e-4.
+A change that means to alter the
 numbers regenerates the files: ``MJX_DACER_UPDATE_PINNED=1 make test``, and
 the diff shows what moved.
 
@@ -27,6 +31,7 @@ import jax
 from mjx_dacer import report
 
 PINNED_DIR = pathlib.Path(__file__).parent / "pinned"
+RTOL = {"entropy": 1e-3}  # per column, where not 1e-4: see above
 
 
 def assert_pinned(metrics_csv: pathlib.Path, name: str) -> None:
@@ -43,12 +48,12 @@ def assert_pinned(metrics_csv: pathlib.Path, name: str) -> None:
     for i, (g, w) in enumerate(zip(got, want)):
         assert list(g) == list(w), f"row {i}: columns {list(g)} != pinned {list(w)}"
         for k in w:
-            assert _same(g[k], w[k]), f"row {i} ({name}): {k} = {g[k]!r}, pinned {w[k]!r}"
+            assert _same(g[k], w[k], RTOL.get(k, 1e-4)), f"row {i} ({name}): {k} = {g[k]!r}, pinned {w[k]!r}"
 
 
-def _same(got, want) -> bool:
+def _same(got, want, rtol: float) -> bool:
     if not isinstance(want, float) or not isinstance(got, float):
         return got == want
     if math.isnan(want) or want.is_integer():  # blanks, counters, flags: exactly
         return (math.isnan(got) and math.isnan(want)) or got == want
-    return math.isclose(got, want, rel_tol=1e-4, abs_tol=1e-6)
+    return math.isclose(got, want, rel_tol=rtol, abs_tol=1e-6)
