@@ -146,12 +146,27 @@ def compiler_options(env: Any) -> dict[str, Any]:
     them (``envs.jit(env, fn)``). They are
     the task's ``cpu_compiler_options`` on the CPU backend and nothing
     elsewhere (the options name XLA:CPU flags, which other compilers reject).
+    An option this jaxlib's XLA:CPU does not know is left out: XLA's flags come
+    and go between releases (``xla_cpu_use_fusion_emitters`` is gone from
+    jaxlib 0.11), and a compile that names one fails.
     """
     while hasattr(env, "env"):  # brax wrappers keep the wrapped env in .env
         env = env.env
     if jax.default_backend() != "cpu":
         return {}
-    return dict(getattr(env, "cpu_compiler_options", {}))
+    return {k: v for k, v in getattr(env, "cpu_compiler_options", {}).items() if _xla_cpu_takes(k, v)}
+
+
+@functools.cache
+def _xla_cpu_takes(option: str, value: Any) -> bool:
+    """Whether XLA:CPU compiles a program with compiler option `option` set to `value` (a tiny test compile)."""
+    try:
+        jax.jit(lambda x: x + 1, compiler_options={option: value}).lower(jnp.zeros(())).compile()
+    except jax.errors.JaxRuntimeError as e:
+        if "No such compile option" not in str(e):
+            raise
+        return False
+    return True
 
 
 def jit(env: Any, fn: Callable, **kwargs: Any) -> Callable:

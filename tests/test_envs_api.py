@@ -214,8 +214,18 @@ def test_gymnasium_xml_is_loaded_from_the_installed_package():
 
 def test_compiler_options_reach_through_wrappers_and_only_on_cpu(monkeypatch):
     pusher, hopper = envs.make("Pusher-v5"), envs.make("Hopper-v5")
-    assert envs.compiler_options(pusher) == {"xla_cpu_use_fusion_emitters": False}
-    assert envs.compiler_options(envs.TrainingWrapper(pusher)) == {"xla_cpu_use_fusion_emitters": False}
+    monkeypatch.setattr(type(pusher), "cpu_compiler_options", {"xla_cpu_enable_fast_math": False})
+    assert envs.compiler_options(pusher) == {"xla_cpu_enable_fast_math": False}
+    assert envs.compiler_options(envs.TrainingWrapper(pusher)) == {"xla_cpu_enable_fast_math": False}
     assert envs.compiler_options(hopper) == {} and envs.compiler_options(envs.make("MultiGoal-v0")) == {}
     monkeypatch.setattr(jax, "default_backend", lambda: "gpu")  # XLA:CPU flags are rejected elsewhere
     assert envs.compiler_options(pusher) == {}
+
+
+def test_compiler_options_leave_out_what_this_xla_cpu_does_not_know(monkeypatch):
+    """XLA's flags come and go between jaxlib releases; a compile naming an unknown one fails."""
+    pusher = envs.make("Pusher-v5")
+    monkeypatch.setattr(type(pusher), "cpu_compiler_options",
+                        {"xla_cpu_enable_fast_math": False, "xla_cpu_no_such_option": True})
+    assert envs.compiler_options(pusher) == {"xla_cpu_enable_fast_math": False}
+    assert envs.jit(pusher, lambda x: x + 1)(jnp.zeros(())) == 1  # compiles: the unknown option is not passed on
