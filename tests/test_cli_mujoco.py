@@ -50,7 +50,7 @@ def cli(env, *args, timeout=900):
 class Interrupted:
     """A CLI run sent `sig` when a stdout line starts with `trigger`: exit status, output, seconds to exit."""
 
-    def __init__(self, env, args, trigger: str, sig: int, delay: float = 0.0, timeout: float = 900):
+    def __init__(self, env, args, trigger: str, sig: int, timeout: float = 900):
         proc = subprocess.Popen([sys.executable, "-u", "-m", "mjx_dacer.cli", *args], stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, text=True, env=env)
         self.stdout, self.sent_at = [], None
@@ -58,7 +58,6 @@ class Interrupted:
         for line in proc.stdout:  # ends when the process closes stdout (exits)
             self.stdout.append(line)
             if self.sent_at is None and line.startswith(trigger):
-                time.sleep(delay)
                 proc.send_signal(sig)
                 self.sent_at = time.monotonic()
             if time.monotonic() > deadline:
