@@ -134,6 +134,10 @@ class Config:
     chain_unroll: int = setting(
         1, "reverse-chain steps per loop iteration of the compiled chain (1: a loop of T steps, T: no loop); "
            "speed only, the same actions", at_least(1))
+    fuse_chains: bool = setting(
+        False, "in an update that trains the actor, one reverse chain over s and s' gives both its actions and the "
+               "critics' target actions a' (2N states, T steps) instead of two chains of N; speed only, the same "
+               "actions")
     # Entropy regulator (spec §2).
     noise_scale: float = setting(0.1, "lambda of Eq. 16: behaviour noise is lambda * alpha * N(0, I)",
                                  at_least(0.0), traced=True)
@@ -215,6 +219,14 @@ def _to_float(v: Any) -> float:
     return float(v)
 
 
+def _to_bool(v: Any) -> bool:
+    if isinstance(v, str) and v.strip().lower() in ("true", "false"):
+        return v.strip().lower() == "true"
+    if not isinstance(v, bool):
+        raise TypeError
+    return v
+
+
 def _to_str(v: Any) -> str:
     if not isinstance(v, str):
         raise TypeError
@@ -231,6 +243,7 @@ def _to_ints(v: Any) -> tuple[int, ...]:
 
 # Declared type -> (parser, what the error says it expects).
 _PARSERS: dict[Any, tuple[Callable[[Any], Any], str]] = {
+    bool: (_to_bool, "true or false"),
     int: (_to_int, "an integer"),
     float: (_to_float, "a number"),
     str: (_to_str, "a string"),

@@ -15,10 +15,11 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
-from typing import Any
+from typing import Any, Sequence
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 from flax import struct
 
@@ -112,15 +113,41 @@ class DACER:
         return hparams.noise_scale * (1.0 - hparams.noise_decay * progress)
 
     # ------------------------------------------------- acting, from parameters
-    def deterministic_action(self, policy_params: Params, obs: jax.Array, key: jax.Array) -> jax.Array:
-        """a0 of the reverse chain (Eq. 7-9) without exploration noise. obs (N, S) -> (N, A).
+    def chain_actions(
+        self, policy_params: Params, obs_parts: Sequence[jax.Array], keys: Sequence[jax.Array]
+    ) -> list[jax.Array]:
+        """a0 of the reverse chain (Eq. 7-9), without exploration noise, for each part: obs (N_i, S) -> (N_i, A).
 
+        Part i's draws come from keys[i] alone (`diffusion.chain_noise`), so its actions are those of a chain
+        of its own; the parts' states are stacked into one chain of sum N_i rows, T steps for all of them.
         The states' share of the noise network's first layer is computed once for all T steps."""
         net = self.policy_net
-        obs_share = net.apply(policy_params, obs, method=NoisePredictor.condition)
+        draws = [diffusion.chain_noise(k, o.shape[:-1] + (self.action_size,), self.schedule.num_steps)
+                 for o, k in zip(obs_parts, keys)]
+        x_T = jnp.concatenate([x for x, _ in draws])
+        step_noise = jnp.concatenate([z for _, z in draws], axis=1)
+        obs_share = net.apply(policy_params, jnp.concatenate(obs_parts), method=NoisePredictor.condition)
         noise_fn = functools.partial(net.apply, policy_params, method=NoisePredictor.conditioned)
-        return diffusion.reverse_chain(noise_fn, self.schedule, obs_share, key, self.action_size,
-                                       self.config.chain_unroll)
+        a0 = diffusion.denoise(noise_fn, self.schedule, obs_share, x_T, step_noise, self.config.chain_unroll)
+        return jnp.split(a0, np.cumsum([o.shape[0] for o in obs_parts])[:-1])
+
+    def deterministic_action(self, policy_params: Params, obs: jax.Array, key: jax.Array) -> jax.Array:
+        """a0 of the reverse chain (Eq. 7-9) without exploration noise. obs (N, S) -> (N, A)."""
+        return self.chain_actions(policy_params, (obs,), (key,))[0]
+
+    def noisy_actions(
+        self,
+        policy_params: Params,
+        obs_parts: Sequence[jax.Array],
+        keys: Sequence[jax.Array],
+        log_alpha: jax.Array,
+        noise_scale: jax.Array,
+    ) -> list[jax.Array]:
+        """`noisy_action` for each part, obs (N_i, S) with keys[i], from one chain (`chain_actions`)."""
+        chain_keys, noise_keys = zip(*(jax.random.split(k) for k in keys))
+        a0 = self.chain_actions(policy_params, obs_parts, chain_keys)
+        alpha = jnp.exp(log_alpha)
+        return [diffusion.add_exploration_noise(a, k, noise_scale, alpha) for a, k in zip(a0, noise_keys)]
 
     def noisy_action(
         self,
@@ -131,9 +158,7 @@ class DACER:
         noise_scale: jax.Array,
     ) -> jax.Array:
         """Eq. 16: clip(a0 + lambda * alpha * N(0, I), -1, 1). obs (N, S) -> (N, A)."""
-        k_chain, k_noise = jax.random.split(key)
-        a0 = self.deterministic_action(policy_params, obs, k_chain)
-        return diffusion.add_exploration_noise(a0, k_noise, noise_scale, jnp.exp(log_alpha))
+        return self.noisy_actions(policy_params, (obs,), (key,), log_alpha, noise_scale)[0]
 
     # ------------------------------------------ the Agent interface: acting
     def behaviour_action(self, state: DacerState, obs: jax.Array, key: jax.Array, hparams: HParams) -> jax.Array:
@@ -200,9 +225,42 @@ class DACER:
         cfg = self.config
         k_target, k_sample, k_actor, k_entropy = jax.random.split(key, 4)
         noise_scale = self.noise_scale(state.step, hparams)
+        train_actor = state.step % cfg.policy_delay == 0
 
-        # Critics.
-        next_action = self.noisy_action(state.policy_params, batch.next_obs, k_target, state.log_alpha, noise_scale)
+        def target_actions(_):
+            """a' of the critics' targets: behaviour actions of the current policy at s' (N, A)."""
+            return self.noisy_action(state.policy_params, batch.next_obs, k_target, state.log_alpha, noise_scale)
+
+        # Delayed actor (spec §4): Eq. 10 with the critics of this update's start. Under fuse_chains
+        # its chain runs over s' as well and gives a' (aux, without gradient): one chain of 2N states
+        # instead of two of N, which saves T sequential steps where small kernels run one by one (a
+        # GPU) and costs the actor's backward pass twice the rows where the arithmetic is the cost (a CPU).
+        def behaviour_actions(params):
+            if not cfg.fuse_chains:
+                return self.noisy_action(params, batch.obs, k_actor, state.log_alpha, noise_scale), None
+            return tuple(self.noisy_actions(
+                params, (batch.obs, batch.next_obs), (k_actor, k_target), state.log_alpha, noise_scale))
+
+        def actor_step(_):
+            (loss, next_action), grads = jax.value_and_grad(losses.actor_loss, has_aux=True)(
+                state.policy_params,
+                behaviour_actions,
+                lambda a: self.critic_net.apply(state.critic_params, batch.obs, a)[0],
+            )
+            params, opt_state = adam_step(state.policy_params, grads, state.policy_opt_state, hparams.lr_actor)
+            return params, opt_state, loss, next_action
+
+        def actor_skip(_):
+            next_action = target_actions(None) if cfg.fuse_chains else None
+            return state.policy_params, state.policy_opt_state, state.actor_loss, next_action
+
+        policy_params, policy_opt_state, actor_loss, next_action = jax.lax.cond(
+            train_actor, actor_step, actor_skip, None
+        )
+        if not cfg.fuse_chains:
+            next_action = target_actions(None)
+
+        # Critics (Eq. 11), then the Polyak step of their targets where the actor trained.
         mu_next, sigma_next = self.critic_net.apply(state.target_critic_params, batch.next_obs, next_action)
         y, y_sample = losses.critic_targets(
             mu_next, sigma_next, batch.reward, batch.terminated, k_sample, hparams.reward_scale, hparams.gamma
@@ -214,23 +272,12 @@ class DACER:
         critic_params, critic_opt_state = adam_step(
             state.critic_params, critic_grads, state.critic_opt_state, hparams.lr_critic
         )
-
-        # Delayed actor and target update (spec §4).
-        def actor_step(_):
-            loss, grads = jax.value_and_grad(losses.actor_loss)(
-                state.policy_params,
-                lambda p: self.noisy_action(p, batch.obs, k_actor, jax.lax.stop_gradient(state.log_alpha), noise_scale),
-                lambda a: self.critic_net.apply(state.critic_params, batch.obs, a)[0],
-            )
-            params, opt_state = adam_step(state.policy_params, grads, state.policy_opt_state, hparams.lr_actor)
-            targets = optax.incremental_update(critic_params, state.target_critic_params, hparams.tau)
-            return params, opt_state, targets, loss
-
-        def actor_skip(_):
-            return state.policy_params, state.policy_opt_state, state.target_critic_params, state.actor_loss
-
-        policy_params, policy_opt_state, target_critic_params, actor_loss = jax.lax.cond(
-            state.step % cfg.policy_delay == 0, actor_step, actor_skip, None
+        # A select rather than a second cond: the average is a few elementwise passes over the
+        # critics, and a cond's predicate goes to the host on a GPU.
+        target_critic_params = jax.tree.map(
+            lambda new, old: jnp.where(train_actor, new, old),
+            optax.incremental_update(critic_params, state.target_critic_params, hparams.tau),
+            state.target_critic_params,
         )
 
         # Entropy regulator (spec §2).

@@ -75,6 +75,12 @@ def make_schedule(T: int) -> DiffusionSchedule:
     return DiffusionSchedule(**{k: v.astype(np.float32) for k, v in constants.items()})
 
 
+def chain_noise(key: jax.Array, shape: tuple[int, ...], num_steps: int) -> tuple[jax.Array, jax.Array]:
+    """The Gaussian draws of one reverse chain: x_T of `shape` (B, A) and the step noise z (T, B, A), from `key`."""
+    key_init, key_steps = jax.random.split(key)
+    return jax.random.normal(key_init, shape), jax.random.normal(key_steps, (num_steps,) + shape)
+
+
 def reverse_chain(
     noise_fn: NoiseFn,
     schedule: DiffusionSchedule,
@@ -83,13 +89,7 @@ def reverse_chain(
     action_size: int,
     unroll: int = 1,
 ) -> jax.Array:
-    """Sample a0 by running the reverse chain x_T -> x_0 (Eq. 7-9) as a `lax.scan`.
-
-    Each step predicts x0_hat = sqrt(1/alpha_bar_t) x_t - sqrt(1/alpha_bar_t - 1) eps,
-    clips it to [-1, 1], and moves to the Gaussian posterior q(x_{t-1} | x_t, x0_hat);
-    noise is added at every step except the last, so a0 = posterior mean at t = 0
-    lies in [-1, 1]. Differentiable end to end (Eq. 10 back-propagates through
-    all T steps).
+    """Sample a0 by running the reverse chain x_T -> x_0 (Eq. 7-9), its draws from `key` (`chain_noise`).
 
     Args:
       noise_fn: eps_theta(condition, x_t, t).
@@ -99,6 +99,34 @@ def reverse_chain(
         (`NoisePredictor.condition`).
       key: PRNG key for x_T and the per-step noise.
       action_size: A.
+      unroll: as in `denoise`.
+    Returns:
+      a0: (B, A) actions in [-1, 1].
+    """
+    x_T, step_noise = chain_noise(key, condition.shape[:-1] + (action_size,), schedule.num_steps)
+    return denoise(noise_fn, schedule, condition, x_T, step_noise, unroll)
+
+
+def denoise(
+    noise_fn: NoiseFn,
+    schedule: DiffusionSchedule,
+    condition: jax.Array,
+    x_T: jax.Array,
+    step_noise: jax.Array,
+    unroll: int = 1,
+) -> jax.Array:
+    """The reverse chain x_T -> x_0 (Eq. 7-9) from given draws, as a `lax.scan`.
+
+    Each step predicts x0_hat = sqrt(1/alpha_bar_t) x_t - sqrt(1/alpha_bar_t - 1) eps,
+    clips it to [-1, 1], and moves to the Gaussian posterior q(x_{t-1} | x_t, x0_hat);
+    noise is added at every step except the last, so a0 = posterior mean at t = 0
+    lies in [-1, 1]. Differentiable end to end (Eq. 10 back-propagates through
+    all T steps). Rows are independent: stacking two batches' conditions and draws
+    gives each the a0 it would get alone, in one chain (`DACER.chain_actions`).
+
+    Args:
+      noise_fn, schedule, condition: as in `reverse_chain`.
+      x_T: (B, A) the chain's start; step_noise: (T, B, A), z of step t at index t (`chain_noise`).
       unroll: steps per iteration of the compiled loop (`lax.scan`'s unroll; T or more: straight-line
         code). Unrolling removes the loop's per-iteration overhead and lets XLA fuse and schedule across
         step boundaries, at the price of a longer compile; the arithmetic, and so the actions, stay the same.
@@ -107,10 +135,6 @@ def reverse_chain(
     """
     T = schedule.num_steps
     schedule = jax.tree.map(jnp.asarray, schedule)  # index by the traced step below
-    shape = condition.shape[:-1] + (action_size,)
-    key_init, key_steps = jax.random.split(key)
-    x_T = jax.random.normal(key_init, shape)
-    step_noise = jax.random.normal(key_steps, (T,) + shape)
 
     def step(x_t, inputs):
         t, z = inputs

@@ -106,18 +106,20 @@ def critic_loss(
 
 def actor_loss(
     policy_params: Params,
-    action_fn: Callable[[Params], jax.Array],
+    action_fn: Callable[[Params], tuple[jax.Array, Any]],
     q_fn: Callable[[jax.Array], jax.Array],
-) -> jax.Array:
+) -> tuple[jax.Array, Any]:
     """Eq. 10: -mean over the batch of min(Q1, Q2) at behaviour actions sampled through the chain.
 
     Args:
-      action_fn: policy_params -> (N, A) behaviour actions at the batch states.
+      action_fn: policy_params -> ((N, A) behaviour actions at the batch states, aux); aux is anything
+        else the same computation gives (DACER's fused chains: the critics' target actions), or None.
       q_fn: (N, A) actions -> (2, N) the critics' means at the batch states.
-    Returns: scalar loss.
+    Returns: (scalar loss, aux without gradient), for `jax.value_and_grad(..., has_aux=True)`.
     """
-    q = q_fn(action_fn(policy_params))
-    return -jnp.mean(jnp.min(q, axis=0))
+    actions, aux = action_fn(policy_params)
+    q = q_fn(actions)
+    return -jnp.mean(jnp.min(q, axis=0)), sg(aux)
 
 
 def alpha_loss(log_alpha: jax.Array, entropy: jax.Array, target_entropy: jax.Array) -> jax.Array:

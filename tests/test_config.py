@@ -25,6 +25,9 @@ def test_presets_carry_the_papers_table3_values():
 def test_overrides_are_typed():
     cfg = load_config("hopper", parse_overrides(["lr_actor=3e-4", "hidden_sizes=64,64", "num_envs=4"]))
     assert cfg.lr_actor == 3e-4 and cfg.hidden_sizes == (64, 64) and cfg.num_envs == 4
+    assert load_config(None).fuse_chains is False
+    assert load_config(None, parse_overrides(["fuse_chains=true"])).fuse_chains is True
+    assert load_config(None, {"fuse_chains": "False"}).fuse_chains is False  # as a string from a file
 
 
 @pytest.mark.parametrize(
@@ -38,6 +41,8 @@ def test_overrides_are_typed():
         ({"num_envs": "many"}, "num_envs"),
         ({"gamma": 1.5}, "gamma"),
         ({"lr_actr": 1e-3}, "did you mean 'lr_actor'"),
+        ({"fuse_chains": 1}, "'fuse_chains' must be true or false, got 1"),
+        ({"fuse_chains": "yes please"}, "'fuse_chains' must be true or false"),
     ],
 )
 def test_bad_values_name_the_field(overrides, fragment):

@@ -6,6 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from mjx_dacer import diffusion
 from mjx_dacer.buffer import Transition
 from mjx_dacer.config import Config
 from mjx_dacer.dacer import DACER
@@ -106,6 +107,71 @@ def test_repeated_updates_fit_the_critic():
     td = np.asarray(metrics["td_error"])
     assert np.all(np.isfinite(td))
     assert td[-10:].mean() < 0.2 * td[:10].mean(), (td[:10].mean(), td[-10:].mean())
+
+
+
+def moved(new, old) -> bool:
+    """Every leaf of the parameters `new` differs from `old`'s."""
+    return all(not np.allclose(a, b) for a, b in zip(jax.tree.leaves(new), jax.tree.leaves(old)))
+
+
+@pytest.mark.parametrize("fuse", [False, True])
+def test_actor_and_polyak_targets_move_every_policy_delay_updates(fuse):
+    """Update 0 trains the actor on Eq. 10 (its loss: -mean min_j Q_j(s, a), a the chain's behaviour action
+    from this update's actor key) and moves the targets by tau toward the new critics; update 1 (policy_delay
+    2) leaves both as they were, bit for bit, while the critics keep learning."""
+    agent = tiny_agent(fuse_chains=fuse)
+    hp = hparams(tau=0.3)
+    batch = random_batch(jax.random.PRNGKey(4))
+    update = jax.jit(lambda s, k: agent.update(s, batch, k, hp))
+    state0 = agent.init(jax.random.PRNGKey(0))
+    key = jax.random.PRNGKey(5)
+    state1, m0 = update(state0, key)
+    k_actor = jax.random.split(key, 4)[2]
+    a = agent.noisy_action(state0.policy_params, batch.obs, k_actor, state0.log_alpha, agent.noise_scale(state0.step, hp))
+    q = agent.critic_net.apply(state0.critic_params, batch.obs, a)[0]
+    assert float(m0["actor_loss"]) == pytest.approx(-float(jnp.mean(jnp.min(q, axis=0))), rel=1e-5)
+    assert moved(state1.policy_params, state0.policy_params)
+    jax.tree.map(lambda t, c, t0: np.testing.assert_allclose(t, 0.3 * c + 0.7 * t0, rtol=1e-6, atol=1e-7),
+                 state1.target_critic_params, state1.critic_params, state0.target_critic_params)
+    state2, m1 = update(state1, jax.random.PRNGKey(6))
+    jax.tree.map(np.testing.assert_array_equal, (state2.policy_params, state2.policy_opt_state,
+                 state2.target_critic_params), (state1.policy_params, state1.policy_opt_state,
+                 state1.target_critic_params))
+    assert float(m1["actor_loss"]) == float(m0["actor_loss"])
+    assert moved(state2.critic_params, state1.critic_params)
+
+
+def test_chain_actions_gives_each_stacked_part_the_actions_of_its_own_chain():
+    """Two parts (s with key k1, s' with k2) in one chain: each equals `diffusion.reverse_chain` on the whole
+    network (not the first layer's split) with its own key; swapping the keys swaps the draws."""
+    agent = tiny_agent()
+    params = agent.init(jax.random.PRNGKey(0)).policy_params
+    obs, next_obs = (jax.random.normal(jax.random.PRNGKey(i), (n, S)) for i, n in ((1, 32), (2, 16)))
+    k1, k2 = jax.random.split(jax.random.PRNGKey(3))
+    both = agent.chain_actions(params, (obs, next_obs), (k1, k2))
+    assert [a.shape for a in both] == [(32, A), (16, A)]
+    whole = lambda o, x, t: agent.policy_net.apply(params, o, x, t)  # noqa: E731
+    with jax.default_matmul_precision("highest"):
+        for a, o, k in zip(both, (obs, next_obs), (k1, k2)):
+            np.testing.assert_allclose(a, diffusion.reverse_chain(whole, agent.schedule, o, k, A), atol=1e-5)
+    swapped = agent.chain_actions(params, (obs, next_obs), (k2, k1))
+    assert not np.allclose(swapped[0], both[0])
+
+
+def test_fuse_chains_runs_one_chain_of_2n_states_and_leaves_the_updates_alone():
+    """fuse_chains: where the actor trains, its chain over s and the targets' chain over s' are one chain of 2N
+    rows; four updates (the actor trains in two, and alpha moves) give the same numbers as two chains of N."""
+    batch = random_batch(jax.random.PRNGKey(1))
+    results, programs = [], []
+    for fuse in (False, True):
+        agent = tiny_agent(fuse_chains=fuse)
+        results.append(_run(agent, jax.random.PRNGKey(2), hparams(), batch, 4))
+        programs.append(jax.jit(agent.update).lower(agent.init(jax.random.PRNGKey(0)), batch, jax.random.PRNGKey(2),
+                                                    hparams()).as_text())
+    stacked_rows = f"tensor<{2 * N}x{A}xf32>"  # the chain's state x_t for s and s' together
+    assert stacked_rows not in programs[0] and stacked_rows in programs[1]
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6), results[0], results[1])
 
 
 @pytest.mark.parametrize("factor, direction", [(-10.0, +1), (10.0, -1)])
