@@ -227,7 +227,7 @@ class DACER:
         noise_scale = self.noise_scale(state.step, hparams)
         train_actor = state.step % cfg.policy_delay == 0
 
-        def target_actions(_):
+        def target_actions():
             """a' of the critics' targets: behaviour actions of the current policy at s' (N, A)."""
             return self.noisy_action(state.policy_params, batch.next_obs, k_target, state.log_alpha, noise_scale)
 
@@ -251,14 +251,14 @@ class DACER:
             return params, opt_state, loss, next_action
 
         def actor_skip(_):
-            next_action = target_actions(None) if cfg.fuse_chains else None
+            next_action = target_actions() if cfg.fuse_chains else None
             return state.policy_params, state.policy_opt_state, state.actor_loss, next_action
 
         policy_params, policy_opt_state, actor_loss, next_action = jax.lax.cond(
             train_actor, actor_step, actor_skip, None
         )
         if not cfg.fuse_chains:
-            next_action = target_actions(None)
+            next_action = target_actions()
 
         # Critics (Eq. 11), then the Polyak step of their targets where the actor trained.
         mu_next, sigma_next = self.critic_net.apply(state.target_critic_params, batch.next_obs, next_action)
