@@ -5,8 +5,9 @@ so the training program, buffer, evaluation, checkpoints and the runner are
 the same for all of them. `defaults(algo)` is what `mjx-dacer train --algo
 NAME` layers over a task's preset (and under `--set`): for the baselines, the
 paper's Table 2 settings (DACER_SPEC §9); DACER's own are the presets.
-PPO is named here too (`names`, `defaults`), but it is on-policy and runs
-through brax's trainer (`mjx_dacer.ppo`): `make_agent` refuses it.
+PPO and TRPO are named here too (`names`, `defaults`), but they are on-policy
+and run through their own trainers (`mjx_dacer.ppo`: brax's; `mjx_dacer.trpo`),
+not the shared program: `make_agent` refuses them.
 """
 
 from __future__ import annotations
@@ -37,9 +38,10 @@ _AGENTS: dict[str, tuple[str, str, dict[str, Any]]] = {
     "ddpg": ("mjx_dacer.td3", "DDPG", _DETERMINISTIC),
 }
 
-# On-policy algorithms run through brax's trainer (mjx_dacer.ppo), not the shared program: no agent,
-# no replay buffer and no warm-up. name -> settings layered over a task's preset (Table 2's networks).
+# On-policy algorithms run through their own trainers (mjx_dacer.on_policy), not the shared program: no
+# agent, no replay buffer and no warm-up. name -> settings layered over a task's preset (Table 2's networks).
 _ON_POLICY: dict[str, dict[str, Any]] = {
+    "trpo": {**_DETERMINISTIC, "warmup_steps": 0},
     "ppo": {**_DETERMINISTIC, "warmup_steps": 0},
 }
 
@@ -49,7 +51,8 @@ def names() -> tuple[str, ...]:
 
 
 def on_policy(algo: str) -> bool:
-    """Whether `algo` runs through brax's trainer (`mjx_dacer.ppo`) instead of the shared program."""
+    """Whether `algo` runs through its own on-policy trainer (`mjx_dacer.ppo`, `mjx_dacer.trpo`) instead of the
+    shared program."""
     return algo in _ON_POLICY
 
 
@@ -61,7 +64,7 @@ def defaults(algo: str) -> dict[str, Any]:
 def make_agent(config: Config, obs_size: int, action_size: int):
     """The agent `config.algo` names, for a task with these sizes (ConfigError for an on-policy algorithm)."""
     if on_policy(config.algo):
-        raise ConfigError(f"{config.algo} is on-policy: it runs through brax's trainer, not the shared program "
-                          f"(mjx-dacer train --algo {config.algo}, or mjx_dacer.ppo.run)")
+        raise ConfigError(f"{config.algo} is on-policy: it runs through its own trainer, not the shared program "
+                          f"(mjx-dacer train --algo {config.algo}, or mjx_dacer.{config.algo}.run)")
     module, cls, _ = _AGENTS[config.algo]
     return getattr(importlib.import_module(module), cls)(config, obs_size, action_size)

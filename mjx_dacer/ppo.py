@@ -3,28 +3,17 @@
 PPO is on-policy, so it does not fit the shared compiled program (replay
 buffer, warm-up, vmapped seeds); `run` calls brax's trainer once per seed on
 `envs.make(config.env, physics=config.physics)` and writes an ordinary run
-directory with the same writers as the off-policy algorithms (`RunDir`, the
-sinks, `report`), so `mjx-dacer table` and `plot` read it beside DACER runs:
-
-    RUN_DIR/
-      config.yaml             the Config (algo: ppo), seeds and grid (`RunDir.create`)
-      ppo.yaml                `PPOSettings` and the arguments given to brax's trainer
-      metrics.csv, tb/        one row per evaluation point and seed (`sinks.CsvSink`, `sinks.TensorBoardSink`)
-      timing.csv              the seed's own wall clock at each evaluation (`sinks.TIMING_COLUMNS`)
-      curves.png, summary.md  `sinks.ReportSink`
-      ppo_params_seed{s}.pkl  brax's (normalizer, policy, value) params of seed s after training,
-                              `brax.io.model.save_params` (a pickle); `mjx-dacer eval` does not read them
+directory (`mjx_dacer.on_policy`: config.yaml, ppo.yaml with `PPOSettings` and
+the arguments given to brax's trainer, metrics.csv, tb/, timing.csv,
+curves.png, summary.md and brax's params as ppo_params_seed{s}.pkl).
 
 One iteration is one PPO network update (DACER_SPEC §9: "iterations" on the
 on-policy curves count network updates): `num_envs` environments each step
 `transitions_per_iteration / num_envs` times (2,000 transitions in all), then
 `epochs` passes of Adam steps over those transitions in minibatches of
-`minibatch_transitions` (brax's `training_step`). So `env_steps` =
-`iteration * transitions_per_iteration` exactly; there is no warm-up.
-Evaluation points are iteration 0 (the untrained policy) and every
-`eval_interval` iterations: `eval_episodes` deterministic episodes (the
-tanh-Gaussian's mode) of at most the task's `episode_length` steps, brax's
-`eval/episode_reward` and its std over the episodes.
+`minibatch_transitions` (brax's `training_step`). metrics.csv has brax's
+`eval/episode_reward` and its std over the episodes, then brax's losses: its
+means over the iterations since the previous evaluation.
 
 Config fields read (the others, e.g. the replay buffer's and the entropy
 regulator's, are recorded in config.yaml but have no PPO meaning):
@@ -46,31 +35,23 @@ import contextlib
 import dataclasses
 import functools
 import pathlib
-import time
-from typing import Any, Callable, Iterator, Mapping, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import jax
 import numpy as np
-import yaml
-from brax.envs.base import State, Wrapper
-from brax.io import model
+from brax.envs.base import Env
 from brax.training.agents.ppo import networks as ppo_networks
 from brax.training.agents.ppo import train as brax_ppo
 
-from mjx_dacer import envs, sinks
+from mjx_dacer import on_policy, sinks
 from mjx_dacer.config import Config, ConfigError
 from mjx_dacer.networks import ACTIVATION_FNS
-from mjx_dacer.rundir import RunDir, RunSpec
 
 SETTINGS_FILE = "ppo.yaml"
 
-# metrics.csv column -> brax progress_fn metric, in column order: the evaluation first (as
-# `sinks.LEADING_COLUMNS`), then the losses by name. The losses are brax's means over the iterations
-# since the previous evaluation; the untrained policy's evaluation has none (None: a blank in the CSV).
+# metrics.csv's loss columns -> brax's progress_fn metrics (its means over the iterations since the
+# previous evaluation), after `on_policy.EVAL_COLUMNS`.
 _COLUMNS = {
-    "eval_return": "eval/episode_reward",
-    "eval_return_std": "eval/episode_reward_std",
-    "eval_length": "eval/avg_episode_length",
     "entropy_loss": "training/entropy_loss",
     "policy_loss": "training/policy_loss",
     "total_loss": "training/total_loss",
@@ -106,19 +87,11 @@ class PPOSettings:
     normalize_observations: bool = True
 
 
-def check(config: Config, settings: PPOSettings) -> None:
+def check(config: Config, settings: PPOSettings = PPOSettings()) -> None:
     """Raises ConfigError (one line, naming the key and the fix) if brax's trainer cannot run `config` exactly."""
     if config.algo != "ppo":
         raise ConfigError(f"mjx_dacer.ppo runs algo ppo, the config has algo {config.algo!r}")
-    if config.warmup_steps:
-        raise ConfigError(f"ppo has no warm-up (it is on-policy), got warmup_steps {config.warmup_steps}; "
-                          "set warmup_steps=0 (--algo ppo does)")
-    if config.checkpoint_interval != 1:
-        raise ConfigError("ppo writes no checkpoints (brax's trainer holds its state in memory and cannot resume "
-                          f"exactly), got checkpoint_interval {config.checkpoint_interval}; drop the key")
-    if config.total_iterations % config.eval_interval:
-        raise ConfigError(f"ppo evaluates after equal epochs of eval_interval iterations: total_iterations "
-                          f"({config.total_iterations}) must be a multiple of eval_interval ({config.eval_interval})")
+    on_policy.check_config(config)
     steps, batch, unroll = settings.transitions_per_iteration, settings.minibatch_transitions, settings.unroll_length
     if steps % batch or batch % unroll:
         raise ConfigError(f"PPOSettings: transitions_per_iteration ({steps}) must be a multiple of "
@@ -167,32 +140,6 @@ def network_factory(config: Config) -> Callable:
                              activation=ACTIVATION_FNS[config.activation])
 
 
-def evaluation_row(run: int, seed: int, iteration: int, env_steps: int, metrics: Mapping[str, Any]) -> dict:
-    """metrics.csv's row for one evaluation: the id columns, then `_COLUMNS` (None where brax gave no value)."""
-    values = {column: float(metrics[key]) if key in metrics else None for column, key in _COLUMNS.items()}
-    return {"run": run, "label": "default", "seed": seed, "iteration": iteration, "env_steps": env_steps, **values}
-
-
-def progress_line(row: dict, total_iterations: int, elapsed: float) -> str:
-    """'[ppo seed 0] iter 10/100 env steps 20000 | eval return -123.4 | elapsed 0m42s'."""
-    return (f"[ppo seed {row['seed']}] iter {row['iteration']}/{total_iterations} env steps {row['env_steps']} | "
-            f"eval return {row['eval_return']:.1f} | elapsed {sinks.duration(elapsed)}")
-
-
-class KeepMetricKeys(Wrapper):
-    """A task whose `step` keeps every metric key the state came in with.
-
-    Our tasks' `step` returns only the metrics it computes. brax's evaluation
-    wrapper adds a "reward" metric at reset and then scans over `step`, and a
-    scan needs the same keys after a step as before; so the keys a wrapper
-    added are carried over (their values are the wrapper's to update).
-    """
-
-    def step(self, state: State, action: jax.Array) -> State:
-        nxt = self.env.step(state, action)
-        return nxt.replace(metrics={**state.metrics, **nxt.metrics})
-
-
 def _device_put_replicated(tree, devices):
     """`jax.device_put_replicated` rebuilt from JAX's documented replacement (jax.device_put with a sharding).
 
@@ -219,49 +166,20 @@ def _brax_jax_compat() -> Iterator[None]:
         del jax.device_put_replicated
 
 
-class _Recorder:
-    """brax's progress_fn for one seed: each evaluation becomes a row for the sinks and a progress line.
+def algorithm(config: Config, env: Env, settings: PPOSettings = PPOSettings()) -> on_policy.Algorithm:
+    """PPO as `on_policy.run` drives it: brax's trainer with `brax_arguments`, once per seed."""
+    arguments = brax_arguments(config, settings, env.episode_length)
 
-    brax calls it with (env steps so far, metrics) at iteration 0 and after
-    every epoch of `eval_interval` iterations, so the k-th call is iteration
-    k * eval_interval; its env step count is checked against that.
-    """
+    def train(env: Env, seed: int, progress: on_policy.ProgressFn):
+        with _brax_jax_compat():
+            _, params, _ = brax_ppo.train(environment=env, seed=seed, progress_fn=progress,
+                                          network_factory=network_factory(config), **arguments)
+        return params
 
-    def __init__(self, run: int, seed: int, config: Config, settings: PPOSettings, sinks_: Sequence[sinks.Sink],
-                 progress: sinks.ProgressFn, started: float, evaluations_before: int, evaluations_total: int):
-        self.run, self.seed, self.config, self.settings = run, seed, config, settings
-        self.sinks, self.progress, self.started = sinks_, progress, started
-        self.evaluations, self.evaluations_before, self.evaluations_total = 0, evaluations_before, evaluations_total
-        self.last_time, self.last_iteration = time.perf_counter(), 0
-        self.seed_started = self.last_time  # this seed's own wall clock (timing.csv): seeds train one by one
-        self.rows: list[dict] = []
-
-    def __call__(self, env_steps: int, metrics: Mapping[str, Any]) -> None:
-        iteration = self.evaluations * self.config.eval_interval
-        expected = iteration * self.settings.transitions_per_iteration
-        if int(env_steps) != expected:
-            raise RuntimeError(f"brax's PPO reported {env_steps} env steps at evaluation {self.evaluations}, "
-                               f"expected {expected} (iteration {iteration})")
-        row = evaluation_row(self.run, self.seed, iteration, expected, metrics)
-        now = time.perf_counter()
-        seconds = now - self.last_time
-        done = self.evaluations_before + self.evaluations + 1
-        result = sinks.ChunkResult(
-            chunk=done, num_chunks=self.evaluations_total, iteration=iteration, env_steps=expected, warmup=False,
-            seconds=seconds, eta_seconds=(now - self.started) / done * (self.evaluations_total - done),
-            env_steps_per_second=(iteration - self.last_iteration) * self.settings.transitions_per_iteration / seconds,
-            updates_per_second=(iteration - self.last_iteration) / seconds, rows=[row],
-            # brax compiles inside its trainer: compile_seconds is not known (the first evaluation's time has it).
-            timing={"run": self.run, "chunk": done, "iteration": iteration, "env_steps": expected,
-                    "wall_seconds": round(now - self.seed_started, 3), "chunk_seconds": round(seconds, 3),
-                    "compile_seconds": None, "session": 1},
-        )
-        for sink in self.sinks:
-            sink.write(result)
-        self.rows.append(row)
-        self.progress(progress_line(row, self.config.total_iterations, now - self.started))
-        self.evaluations += 1
-        self.last_time, self.last_iteration = now, iteration
+    return on_policy.Algorithm(
+        name="ppo", title="brax PPO", columns=_COLUMNS,
+        transitions_per_iteration=settings.transitions_per_iteration,
+        settings={"settings": dataclasses.asdict(settings), "brax_ppo_train": arguments}, train=train)
 
 
 def run(config: Config, out: str | pathlib.Path, *, seeds: int | Sequence[int] = 1,
@@ -281,41 +199,8 @@ def run(config: Config, out: str | pathlib.Path, *, seeds: int | Sequence[int] =
         (all before anything is written).
     """
     check(config, settings)
-    spec = RunSpec(grid=({},), seeds=tuple(range(seeds)) if isinstance(seeds, int) else tuple(seeds))
-    spec.validate(config)
-    out = pathlib.Path(out)
-    RunDir.check_new(out)
-    env = KeepMetricKeys(envs.make(config.env, physics=config.physics))
-    arguments = brax_arguments(config, settings, env.episode_length)
-
-    run_dir = RunDir.create(out, config, spec)
-    (run_dir.path / SETTINGS_FILE).write_text(yaml.safe_dump(
-        {"settings": dataclasses.asdict(settings), "brax_ppo_train": arguments}, sort_keys=False))
-    outputs: list[sinks.Sink] = [
-        sinks.CsvSink(run_dir), sinks.TensorBoardSink(run_dir),
-        sinks.ReportSink(run_dir, f"PPO on {config.env}", config.total_iterations),
-    ]
-    for sink in outputs:
-        sink.start([])
-    per_seed = arguments["num_evals"]
-    progress_fn(f"{config.env}: brax PPO, {len(spec.seeds)} seed(s) one after another, {config.total_iterations} "
-                f"iterations x {settings.transitions_per_iteration} transitions ({config.num_envs} envs), "
-                f"{per_seed} evaluations per seed, on 1 {jax.default_backend()} device; compiling...")
-    started, rows = time.perf_counter(), []
-    try:
-        for b, seed in enumerate(spec.seeds):
-            recorder = _Recorder(b, seed, config, settings, outputs, progress_fn, started,
-                                 evaluations_before=b * per_seed, evaluations_total=len(spec.seeds) * per_seed)
-            with _brax_jax_compat():
-                _, params, _ = brax_ppo.train(environment=env, seed=config.seed + seed, progress_fn=recorder,
-                                              network_factory=network_factory(config), **arguments)
-            model.save_params(str(run_dir.path / f"ppo_params_seed{seed}.pkl"), jax.device_get(params))
-            rows.extend(recorder.rows)
-    finally:
-        for sink in outputs:
-            sink.close()
-    return rows
+    return on_policy.run(config, out, functools.partial(algorithm, settings=settings), seeds=seeds,
+                         progress_fn=progress_fn)
 
 
-__all__ = ["KeepMetricKeys", "PPOSettings", "SETTINGS_FILE", "brax_arguments", "check", "evaluation_row",
-           "network_factory", "progress_line", "run"]
+__all__ = ["PPOSettings", "SETTINGS_FILE", "algorithm", "brax_arguments", "check", "network_factory", "run"]

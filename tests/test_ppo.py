@@ -101,7 +101,7 @@ def test_refused_options_exit_2_and_write_nothing(cli_run, tmp_path, capsys):
 
 
 def test_make_agent_refuses_ppo():
-    with pytest.raises(ConfigError, match="ppo is on-policy: it runs through brax's trainer"):
+    with pytest.raises(ConfigError, match="ppo is on-policy: it runs through its own trainer"):
         agents.make_agent(ppo_config(), 2, 2)
 
 

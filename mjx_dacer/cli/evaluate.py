@@ -120,17 +120,20 @@ def _has_gymnasium_version(env_name: str) -> bool:
     return env_name in gymnasium.envs.registry
 
 
-def _refuse_ppo(path: pathlib.Path) -> None:
-    """A ppo run directory holds brax's params, not policy.msgpack: a one-line ConfigError saying so."""
+def _refuse_on_policy(path: pathlib.Path) -> None:
+    """A ppo or trpo run directory holds brax's params, not policy.msgpack: a one-line ConfigError saying so."""
     import yaml
+
+    from mjx_dacer import agents
 
     config = path / "config.yaml"
     try:
         values = yaml.safe_load(config.read_text()) if config.is_file() else None
     except yaml.YAMLError:
         return  # not a run directory this check can read: load_policy names the problem
-    if isinstance(values, dict) and values.get("algo") == "ppo":
-        raise ConfigError(f"{path} is a ppo run: its policies are brax's params (ppo_params_seed*.pkl, "
+    algo = values.get("algo") if isinstance(values, dict) else None
+    if isinstance(algo, str) and algo in agents.names() and agents.on_policy(algo):
+        raise ConfigError(f"{path} is a {algo} run: its policies are brax's params ({algo}_params_seed*.pkl, "
                           "brax.io.model.load_params), which mjx-dacer eval does not read; it evaluates the "
                           "policy.msgpack of the algorithms trained by the shared program")
 
@@ -163,7 +166,7 @@ def run(args: argparse.Namespace) -> int:
     if not args.all_runs and args.run < 0:
         raise ConfigError(f"--run must be >= 0, got {args.run}")
 
-    _refuse_ppo(args.run_dir)
+    _refuse_on_policy(args.run_dir)
     # mjx_dacer.envs first: it picks the headless OpenGL backend before mujoco is imported.
     from mjx_dacer import envs
 

@@ -44,7 +44,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--track", metavar="PROJECT",
                    help="also log to Weights & Biases project PROJECT, one W&B run per grid point and seed "
                         "(needs wandb: pip install 'mjx_dacer[wandb]'; off by default)")
-    # No argparse default: --algo ppo refuses the option only when it is given.
+    # No argparse default: --algo ppo / trpo refuse the option only when it is given.
     p.add_argument("--on-divergence", choices=("stop", "drop"),
                    help="when a run produces a non-finite loss, Q value or parameter: stop at the end of the "
                         "chunk keeping the last good checkpoint (default), or drop: freeze that run at its last "
@@ -131,6 +131,7 @@ def _requested_on_resume(args: argparse.Namespace, stored):
 def _resume_target(args: argparse.Namespace, grid_specs: Sequence[str]):
     """The config (the stored one, or it made longer), spec and directory of --resume RUN_DIR, checked
     against any options given; every refusal is a one-line ConfigError that changes nothing."""
+    from mjx_dacer import agents
     from mjx_dacer.rundir import RunDir, resumed_config
     from mjx_dacer.train import chunk_sizes
 
@@ -138,9 +139,11 @@ def _resume_target(args: argparse.Namespace, grid_specs: Sequence[str]):
     if not run_dir.is_dir():
         raise ConfigError(f"--resume {run_dir}: no such directory; pass the run directory of an earlier run")
     stored_dir, stored, spec = RunDir.open(run_dir)
-    if "ppo" in (stored.algo, args.algo):
-        raise ConfigError(f"--resume {run_dir}: ppo runs through brax's trainer, which writes no checkpoints and "
-                          "cannot continue a run exactly; start a new run with --out (or --overwrite)")
+    for algo in (stored.algo, args.algo):
+        if algo is not None and agents.on_policy(algo):
+            raise ConfigError(f"--resume {run_dir}: {algo} runs through its own on-policy trainer, which writes no "
+                              "checkpoints and cannot continue a run exactly; start a new run with --out (or "
+                              "--overwrite)")
     try:
         config = resumed_config(stored, _requested_on_resume(args, stored))
     except ConfigError as e:
@@ -169,6 +172,7 @@ def _resume_target(args: argparse.Namespace, grid_specs: Sequence[str]):
 
 
 def _run(args: argparse.Namespace, grid_specs: Sequence[str]) -> int:
+    from mjx_dacer import agents
     from mjx_dacer.rundir import RunSpec
     from mjx_dacer.runner import maybe_initialize_distributed, run
 
@@ -181,8 +185,8 @@ def _run(args: argparse.Namespace, grid_specs: Sequence[str]) -> int:
         if seeds < 1:
             raise ConfigError(f"--seeds must be >= 1, got {seeds}")
         config = resolve_config(args)
-        if config.algo == "ppo":
-            return _train_ppo(args, config, grid_specs, seeds)
+        if agents.on_policy(config.algo):
+            return _train_on_policy(args, config, grid_specs, seeds)
         spec = RunSpec(grid=parse_grid(grid_specs), seeds=tuple(range(seeds)))
         for g, point in enumerate(spec.grid):  # every grid point, before anything is written
             try:
@@ -201,24 +205,28 @@ def _run(args: argparse.Namespace, grid_specs: Sequence[str]) -> int:
     return 0
 
 
-def _train_ppo(args: argparse.Namespace, config, grid_specs: Sequence[str], seeds: int) -> int:
-    """--algo ppo: brax's trainer (`mjx_dacer.ppo`), once the options it cannot honour are refused."""
-    from mjx_dacer import ppo
+def _train_on_policy(args: argparse.Namespace, config, grid_specs: Sequence[str], seeds: int) -> int:
+    """--algo ppo (brax's trainer, `mjx_dacer.ppo`) or trpo (`mjx_dacer.trpo`), once the options their trainers
+    cannot honour are refused."""
+    import importlib
 
+    algo = config.algo
+    module = importlib.import_module(f"mjx_dacer.{algo}")
     if grid_specs:
-        raise ConfigError("--grid: ppo runs through brax's trainer, one config per process (no vmapped grid); "
-                          "run `mjx-dacer train --algo ppo --set KEY=VALUE` once per grid point")
+        raise ConfigError(f"--grid: {algo} runs through its own on-policy trainer, one config per process (no "
+                          f"vmapped grid); run `mjx-dacer train --algo {algo} --set KEY=VALUE` once per grid point")
     if args.on_divergence is not None:
-        raise ConfigError("--on-divergence: ppo runs through brax's trainer, which has no divergence guard; "
-                          "drop the option")
+        raise ConfigError(f"--on-divergence: {algo} runs through its own on-policy trainer, which has no divergence "
+                          "guard; drop the option")
     if args.track is not None:
-        raise ConfigError("--track: ppo runs through brax's trainer, which this package does not log to W&B; "
-                          "drop the option (its tb/ has the same curves)")
-    ppo.check(config, ppo.PPOSettings())  # before --overwrite removes anything
+        raise ConfigError(f"--track: {algo} runs through its own on-policy trainer, which this package does not log "
+                          "to W&B; drop the option (its tb/ has the same curves)")
+    module.check(config)  # the default settings, as `run` below: before --overwrite removes anything
     out = prepare_out_dir(args, config.env)
-    ppo.run(config, out, seeds=seeds, progress_fn=lambda line: print(line, flush=True))
+    module.run(config, out, seeds=seeds, progress_fn=lambda line: print(line, flush=True))
     _print_wall_clock(out)
-    print(f"done: {out}/ (summary.md, metrics.csv, timing.csv, curves.png, ppo.yaml, ppo_params_seed*.pkl)", flush=True)
+    print(f"done: {out}/ (summary.md, metrics.csv, timing.csv, curves.png, {algo}.yaml, {algo}_params_seed*.pkl)",
+          flush=True)
     return 0
 
 
