@@ -1,0 +1,234 @@
+"""TRPO (`mjx_dacer.trpo`, `mjx-dacer train --algo trpo`).
+
+The trust-region step against closed forms: conjugate gradient against a
+direct solve, the tanh-Gaussian KL against a Monte-Carlo estimate with brax's
+log-densities, and the whole step against the natural-gradient step computed
+from the Gaussian's Fisher information by hand. Then the CLI: TRPO learns
+Multi-goal, writes a run directory that `table` reads, refuses what it cannot
+do, and trains Hopper-v5 (the real MJX task) with params brax can load.
+"""
+
+from __future__ import annotations
+
+import csv
+import subprocess
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from brax.training import distribution
+
+from mjx_dacer import agents, trpo
+from mjx_dacer.cli import main
+from mjx_dacer.config import ConfigError, load_config
+
+
+def cli(*args):
+    return subprocess.run([sys.executable, "-m", "mjx_dacer.cli", *map(str, args)], capture_output=True, text=True,
+                          timeout=900)
+
+
+def sets(values):
+    return [a for k, v in values.items() for a in ("--set", f"{k}={v}")]
+
+
+def trpo_config(**changes):
+    """The multigoal preset under `--algo trpo`'s settings, as `mjx-dacer train --algo trpo --config multigoal`."""
+    return load_config("multigoal", {**agents.defaults("trpo"), "algo": "trpo", **changes})
+
+
+# ------------------------------------------------------------------ the trust-region step
+def test_conjugate_gradient_solves_a_positive_definite_system(np_rng):
+    m = np_rng.normal(size=(6, 6))
+    a = m @ m.T + 0.5 * np.eye(6)
+    b = np_rng.normal(size=6)
+    expected = np.linalg.solve(a, b)
+    matvec = lambda v: jnp.asarray(a, jnp.float32) @ v  # noqa: E731
+    x = trpo.conjugate_gradient(matvec, jnp.asarray(b, jnp.float32), iterations=6)
+    np.testing.assert_allclose(x, expected, rtol=2e-3, atol=2e-4)
+    # Steps after convergence (a zero residual) change nothing and make no NaN.
+    np.testing.assert_allclose(trpo.conjugate_gradient(matvec, jnp.asarray(b, jnp.float32), 20), expected,
+                               rtol=2e-3, atol=2e-4)
+    assert not np.any(trpo.conjugate_gradient(matvec, jnp.zeros(6), 3))
+
+
+def test_gaussian_kl_matches_a_monte_carlo_estimate_of_the_tanh_gaussians():
+    """KL(p || q) = E_p[log p(a) - log q(a)] with a drawn from p, the densities brax's (tanh included)."""
+    dist = distribution.NormalTanhDistribution(event_size=3)
+    old = jnp.array([[0.3, -0.5, 1.2, 0.1, -0.7, 0.4], [-1.0, 0.0, 0.5, 0.8, 0.2, -1.5]])
+    new = old + jnp.array([[0.2, 0.1, -0.3, -0.2, 0.3, 0.1], [0.4, -0.2, 0.1, 0.1, -0.4, 0.5]])
+    raw = jax.vmap(lambda k: dist.sample_no_postprocessing(old, k))(jax.random.split(jax.random.PRNGKey(0), 200_000))
+    estimate = jnp.mean(dist.log_prob(old, raw) - dist.log_prob(new, raw), axis=0)
+    kl = trpo.gaussian_kl(old, new, dist)
+    assert kl.shape == (2,) and np.all(kl > 0.02)
+    np.testing.assert_allclose(kl, estimate, rtol=0.05)
+    assert np.all(trpo.gaussian_kl(old, old, dist) == 0)
+
+
+def _state_free_policy(action_size=3):
+    """A policy whose output (loc, raw scale) is its parameters, the same for every state; its KL and Fisher."""
+    dist = distribution.NormalTanhDistribution(event_size=action_size)
+    old = {"loc": jnp.array([0.2, -0.4, 0.9]), "rho": jnp.array([0.3, -0.8, 0.0])}
+    outputs = lambda p: jnp.concatenate([p["loc"], p["rho"]])[None]  # noqa: E731
+    kl = lambda p: jnp.mean(trpo.gaussian_kl(outputs(old), outputs(p), dist))  # noqa: E731
+    # The Fisher information of N(loc, sigma^2), sigma = softplus(rho) + min_std, in closed form:
+    # 1 / sigma^2 for each loc; (2 / sigma^2) softplus'(rho)^2 for each rho (the chain rule at KL's minimum).
+    sigma = jax.nn.softplus(old["rho"]) + 0.001
+    fisher = jnp.concatenate([1 / sigma ** 2, 2 * jax.nn.sigmoid(old["rho"]) ** 2 / sigma ** 2])
+    return old, kl, fisher
+
+
+def test_trust_region_step_is_the_natural_gradient_step_at_the_kl_radius():
+    """With a linear surrogate g.(θ - θ_old) and no damping, the step is f β F^-1 g, β = sqrt(2δ / g.F^-1 g):
+    the full step (f = 1) or the line search's first shrink; its KL is f^2 δ to second order."""
+    old, kl, fisher = _state_free_policy()
+    g = jnp.array([0.5, -1.0, 0.3, 0.8, 0.2, -0.6])
+    surrogate = lambda p: g @ (jnp.concatenate([p["loc"], p["rho"]]) - jnp.concatenate([old["loc"], old["rho"]]))  # noqa: E731
+    settings = trpo.TRPOSettings(max_kl=1e-4, cg_iterations=6, cg_damping=0.0)
+    new, metrics = trpo.trust_region_step(old, surrogate, kl, settings)
+
+    natural = g / fisher
+    full = jnp.sqrt(2 * settings.max_kl / (g @ natural)) * natural
+    fraction = float(metrics["step_fraction"])
+    assert fraction in (1.0, pytest.approx(0.8)), metrics
+    moved = jnp.concatenate([new["loc"] - old["loc"], new["rho"] - old["rho"]])
+    np.testing.assert_allclose(moved, fraction * full, rtol=2e-3, atol=1e-7)
+    assert float(metrics["kl"]) <= settings.max_kl
+    np.testing.assert_allclose(metrics["kl"], fraction ** 2 * settings.max_kl, rtol=0.05)
+    np.testing.assert_allclose(metrics["surrogate_gain"], g @ moved, rtol=1e-3)
+
+
+@pytest.mark.parametrize("improves_below, expected_fraction", [(0.7, 0.8 ** 2), (0.8 ** 9 / 10, 0.0)])
+def test_the_line_search_takes_the_first_candidate_that_improves_the_surrogate(improves_below, expected_fraction):
+    """A curved surrogate g.d - c|d|^2 along the step d = f × full step improves only for f < improves_below:
+    the line search takes the largest such f of 1, 0.8, 0.8^2, ..., 0.8^9, or stays put if there is none."""
+    old, kl, fisher = _state_free_policy()
+    g = jnp.array([0.5, -1.0, 0.3, 0.8, 0.2, -0.6])
+    natural = g / fisher
+    settings = trpo.TRPOSettings(cg_iterations=6, cg_damping=0.0)
+    full = jnp.sqrt(2 * settings.max_kl / (g @ natural)) * natural
+    c = (g @ full) / (improves_below * full @ full)  # f (g.full) - c f^2 |full|^2 > 0  <=>  f < improves_below
+
+    def surrogate(p):
+        d = jnp.concatenate([p["loc"] - old["loc"], p["rho"] - old["rho"]])
+        return g @ d - c * d @ d
+
+    new, metrics = trpo.trust_region_step(old, surrogate, kl, settings)
+    moved = jnp.concatenate([new["loc"] - old["loc"], new["rho"] - old["rho"]])
+    np.testing.assert_allclose(metrics["step_fraction"], expected_fraction, rtol=1e-5)
+    np.testing.assert_allclose(moved, expected_fraction * full, rtol=2e-3, atol=1e-7)
+    if expected_fraction == 0:
+        jax.tree.map(np.testing.assert_array_equal, new, old)
+        assert float(metrics["kl"]) == 0 and float(metrics["surrogate_gain"]) == 0
+
+
+# ------------------------------------------------------------------ config
+def test_check_refuses_what_the_trainer_cannot_run_exactly():
+    trpo.check(trpo_config())
+    for changes, fragment in [({"warmup_steps": 100}, "warm-up"),
+                              ({"checkpoint_interval": 2}, "writes no checkpoints"),
+                              ({"total_iterations": 7, "eval_interval": 2}, "multiple of eval_interval"),
+                              ({"num_envs": 30}, "multiple of num_envs")]:
+        with pytest.raises(ConfigError, match=fragment):
+            trpo.check(trpo_config(**changes))
+    with pytest.raises(ConfigError, match="value_minibatch_transitions"):
+        trpo.check(trpo_config(), trpo.TRPOSettings(value_minibatch_transitions=300))
+    with pytest.raises(ConfigError, match="trpo is on-policy: it runs through its own trainer"):
+        agents.make_agent(trpo_config(), 2, 2)
+
+
+# ------------------------------------------------------------------ through the CLI
+@pytest.fixture(scope="module")
+def multigoal_run(tmp_path_factory):
+    """`mjx-dacer train --algo trpo --config multigoal --seeds 2`, 10 iterations (20k env steps) of 2 x 16 networks."""
+    out = tmp_path_factory.mktemp("trpo") / "run"
+    result = cli("train", "--algo", "trpo", "--config", "multigoal", "--seeds", 2, "--out", out,
+                 *sets({"total_iterations": 10, "eval_interval": 5, "eval_episodes": 10, "hidden_sizes": "16,16",
+                        "critic_hidden_sizes": "16,16"}))
+    assert result.returncode == 0, result.stdout + result.stderr
+    return out, result
+
+
+def test_trpo_learns_multigoal_through_the_cli(multigoal_run):
+    """Both seeds reach a goal in every evaluation episode, within a few steps, after 10 iterations.
+
+    Measured on a 2-core CPU (about 15 s for both seeds; the second reuses the first's programs):
+
+        seed   untrained return (mean length)   iteration 5        iteration 10
+        0      -2474.5 (100: no goal reached)    -624.3 (100)       -148.9 (8.5 steps)
+        1      -2468.3 (100)                     -119.4 (9.9)       -117.3 (7.5 steps)
+
+    An episode ends only at a goal or at the 100-step limit. Margins: each seed ends above
+    -250 with episodes shorter than 20 steps, at least 1,000 above its untrained return.
+    """
+    out, result = multigoal_run
+    with (out / "metrics.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    steps = trpo.TRPOSettings().transitions_per_iteration
+    for seed in ("0", "1"):
+        mine = [r for r in rows if r["seed"] == seed]
+        assert [(int(r["iteration"]), int(r["env_steps"])) for r in mine] == [(i, i * steps) for i in (0, 5, 10)]
+        untrained, trained = mine[0], mine[-1]
+        assert float(trained["eval_return"]) > -250 and float(trained["eval_length"]) < 20, trained
+        assert float(trained["eval_return"]) > float(untrained["eval_return"]) + 1000, (untrained, trained)
+        # Every step stayed inside the trust region, and the line search took a step each time.
+        assert 0 < float(trained["kl"]) <= trpo.TRPOSettings().max_kl and float(trained["step_fraction"]) > 0.5
+    assert [line.split(" env steps")[0] for line in result.stdout.splitlines() if line.startswith("[trpo seed")] == \
+        [f"[trpo seed {s}] iter {i}/10" for s in (0, 1) for i in (0, 5, 10)]
+
+
+def test_the_run_directory_is_read_by_table_and_refuses_what_trpo_cannot_do(multigoal_run, tmp_path, capsys):
+    out, _ = multigoal_run
+    for name in ("config.yaml", "metrics.csv", "timing.csv", "summary.md", "curves.png", "trpo.yaml",
+                 "trpo_params_seed0.pkl", "trpo_params_seed1.pkl"):
+        assert (out / name).is_file(), name
+    assert "algo: trpo" in (out / "config.yaml").read_text()
+    assert "max_kl: 0.01" in (out / "trpo.yaml").read_text()
+    table = cli("table", out, "--paper")
+    assert table.returncode == 0, table.stderr
+    assert "| MultiGoal-v0 | " in table.stdout and "| TRPO |" in table.stdout and "(2 seeds)" in table.stdout
+
+    before = sorted(p.name for p in out.iterdir())
+    target = tmp_path / "new"
+    base = ["--algo", "trpo", "--config", "multigoal", "--out", target]
+    for args, fragment in [(["train", "--resume", out], "writes no checkpoints"),
+                           (["eval", out], "is a trpo run"),
+                           (["sweep", *base, "--grid", "lr_critic=1e-4,3e-4"], "--grid"),
+                           (["train", *base, "--on-divergence", "drop"], "--on-divergence"),
+                           (["train", *base, *sets({"num_envs": 30})], "multiple of num_envs")]:
+        code = main([str(a) for a in args])
+        err = capsys.readouterr().err
+        assert code == 2 and err.startswith("mjx-dacer: error: ") and fragment in err, (args, err)
+        assert len(err.strip().splitlines()) == 1, err
+    assert sorted(p.name for p in out.iterdir()) == before and not target.exists()
+
+
+def test_trpo_trains_hopper_and_brax_loads_its_policy(tmp_path):
+    """The real MJX task through the CLI (about 2 minutes on 2 CPU cores, nearly all compiling)."""
+    out = tmp_path / "hopper"
+    result = cli("train", "--algo", "trpo", "--env", "Hopper-v5", "--out", out,
+                 *sets({"total_iterations": 1, "eval_interval": 1, "eval_episodes": 2, "hidden_sizes": "8,8",
+                        "critic_hidden_sizes": "8,8"}))
+    assert result.returncode == 0, result.stdout + result.stderr
+    with (out / "metrics.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    assert [int(r["env_steps"]) for r in rows] == [0, 2000]
+    # A Hopper episode earns its healthy reward (1 per step) until it falls: positive and finite.
+    assert all(0 < float(r["eval_return"]) < 1000 and 0 < float(r["eval_length"]) <= 1000 for r in rows), rows
+    assert 0 < float(rows[1]["kl"]) <= 0.01
+
+    from brax.io import model
+    from brax.training.acme import running_statistics
+    from brax.training.agents.ppo import networks as ppo_networks
+
+    from mjx_dacer.ppo import network_factory
+
+    config = load_config("hopper", {**agents.defaults("trpo"), "algo": "trpo", "hidden_sizes": "8,8",
+                                    "critic_hidden_sizes": "8,8"})
+    networks = network_factory(config)(11, 3, preprocess_observations_fn=running_statistics.normalize)
+    params = model.load_params(str(out / "trpo_params_seed0.pkl"))
+    policy = ppo_networks.make_inference_fn(networks)(params, deterministic=True)
+    action, _ = policy(jnp.zeros((4, 11)), jax.random.PRNGKey(0))
+    assert action.shape == (4, 3) and np.all(np.abs(action) <= 1)
