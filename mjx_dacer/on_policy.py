@@ -63,8 +63,8 @@ class Algorithm:
       columns: metrics.csv's loss columns -> the trainer's metrics, after `EVAL_COLUMNS`.
       transitions_per_iteration: env steps per network update, over all environments.
       settings: what NAME.yaml records (the algorithm's settings and what its trainer is given).
-      train: train(env, seed, progress_fn) -> params: trains one seed on `env` (a task wrapped in
-        `KeepMetricKeys`), reporting every evaluation; params as `brax.io.model.save_params` writes them.
+      train: train(seed, progress_fn) -> params: trains one seed on the task the algorithm was made for,
+        reporting every evaluation; params as `brax.io.model.save_params` writes them.
     """
 
     name: str
@@ -72,7 +72,7 @@ class Algorithm:
     columns: Mapping[str, str]
     transitions_per_iteration: int
     settings: Mapping[str, Any]
-    train: Callable[[Env, int, ProgressFn], Any]
+    train: Callable[[int, ProgressFn], Any]
 
 
 def check_config(config: Config) -> None:
@@ -170,7 +170,7 @@ def run(config: Config, out: str | pathlib.Path, algorithm: Callable[[Config, En
     Args:
       config: a checked Config (the algorithm's module checks it first).
       out: the run directory; absent or empty.
-      algorithm: (config, task) -> the `Algorithm` to run.
+      algorithm: (config, task wrapped in `KeepMetricKeys`) -> the `Algorithm` to run.
       seeds: how many seeds (0..N-1), or which; seed s trains with seed config.seed + s.
       progress_fn: receives every progress line.
     Returns:
@@ -202,7 +202,7 @@ def run(config: Config, out: str | pathlib.Path, algorithm: Callable[[Config, En
         for b, seed in enumerate(spec.seeds):
             recorder = _Recorder(algo, b, seed, config, outputs, progress_fn, started,
                                  evaluations_before=b * per_seed, evaluations_total=len(spec.seeds) * per_seed)
-            params = algo.train(env, config.seed + seed, recorder)
+            params = algo.train(config.seed + seed, recorder)
             model.save_params(str(run_dir.path / f"{algo.name}_params_seed{seed}.pkl"), jax.device_get(params))
             rows.extend(recorder.rows)
     finally:

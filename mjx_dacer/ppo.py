@@ -170,7 +170,7 @@ def algorithm(config: Config, env: Env, settings: PPOSettings = PPOSettings()) -
     """PPO as `on_policy.run` drives it: brax's trainer with `brax_arguments`, once per seed."""
     arguments = brax_arguments(config, settings, env.episode_length)
 
-    def train(env: Env, seed: int, progress: on_policy.ProgressFn):
+    def train(seed: int, progress: on_policy.ProgressFn):
         with _brax_jax_compat():
             _, params, _ = brax_ppo.train(environment=env, seed=seed, progress_fn=progress,
                                           network_factory=network_factory(config), **arguments)

@@ -275,7 +275,7 @@ def algorithm(config: Config, env: Env, settings: TRPOSettings = TRPOSettings())
                               normalizer=running_statistics.init_state(observation))
         return state, train_env.reset(jax.random.split(env_key, num_envs))
 
-    def train(env: Env, seed: int, progress: on_policy.ProgressFn):
+    def train(seed: int, progress: on_policy.ProgressFn):
         key, eval_key = jax.random.split(jax.random.PRNGKey(seed))
         init_key, key = jax.random.split(key)
         state, env_state = init(init_key)
