@@ -22,7 +22,8 @@ updates), so `env_steps` = `iteration * transitions_per_iteration` exactly;
 there is no warm-up. Evaluation points are iteration 0 (the untrained policy)
 and every `eval_interval` iterations: `eval_episodes` deterministic episodes
 (the tanh-Gaussian's mode) of at most the task's `episode_length` steps.
-Seeds run one after another in this process, each on one device.
+An algorithm trains its seeds one after another (PPO: brax's trainer takes
+one seed) or all in one vmapped program (TRPO), on one device.
 """
 
 from __future__ import annotations
@@ -49,8 +50,9 @@ EVAL_COLUMNS = {
     "eval_length": "eval/avg_episode_length",
 }
 
-# progress_fn(env_steps, metrics): how a trainer reports iteration 0 and every epoch of eval_interval iterations.
-ProgressFn = Callable[[int, Mapping[str, Any]], None]
+# progress_fn(env_steps, metrics): how a trainer reports iteration 0 and every epoch of eval_interval iterations,
+# env_steps per seed and one metrics mapping per seed it trains (in the order of its seeds).
+ProgressFn = Callable[[int, Sequence[Mapping[str, Any]]], None]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,8 +65,10 @@ class Algorithm:
       columns: metrics.csv's loss columns -> the trainer's metrics, after `EVAL_COLUMNS`.
       transitions_per_iteration: env steps per network update, over all environments.
       settings: what NAME.yaml records (the algorithm's settings and what its trainer is given).
-      train: train(seed, progress_fn) -> params: trains one seed on the task the algorithm was made for,
-        reporting every evaluation; params as `brax.io.model.save_params` writes them.
+      seeds_at_once: whether `train` takes all the seeds of a run together (in one vmapped program) or one.
+      train: train(seeds, progress_fn) -> params: trains these seeds (config.seed + s) on the task the
+        algorithm was made for, reporting every evaluation point of all of them to progress_fn; one params
+        per seed, as `brax.io.model.save_params` writes them.
     """
 
     name: str
@@ -72,7 +76,8 @@ class Algorithm:
     columns: Mapping[str, str]
     transitions_per_iteration: int
     settings: Mapping[str, Any]
-    train: Callable[[int, ProgressFn], Any]
+    seeds_at_once: bool
+    train: Callable[[Sequence[int], ProgressFn], Sequence[Any]]
 
 
 def check_config(config: Config) -> None:
@@ -117,55 +122,74 @@ class KeepMetricKeys(Wrapper):
         return nxt.replace(metrics={**state.metrics, **nxt.metrics})
 
 
-class _Recorder:
-    """The progress_fn of one seed: each evaluation becomes a row for the sinks and a progress line.
+@dataclasses.dataclass
+class _Clock:
+    """The run's progress: evaluation points done of all (over all groups of seeds), since `started`."""
 
-    The trainer calls it with (env steps so far, metrics) at iteration 0 and
-    after every epoch of `eval_interval` iterations, so the k-th call is
-    iteration k * eval_interval; its env step count is checked against that.
+    started: float
+    total: int
+    done: int = 0
+
+
+class _Recorder:
+    """The progress_fn of the seeds trained together (all of a run's, or one): each evaluation point becomes
+    one `sinks.ChunkResult` (a metrics.csv row per seed) and a progress line per seed.
+
+    The trainer calls it at iteration 0 and after every epoch of `eval_interval`
+    iterations, so the k-th call is iteration k * eval_interval; its env step count
+    is checked against that. timing.csv's wall clock starts with the recorder, when
+    its seeds start training; its `run` is blank where the row holds for all of the
+    run's seeds (trained in one program) and the run's number where seeds train one
+    after another.
     """
 
-    def __init__(self, algorithm: Algorithm, run: int, seed: int, config: Config, sinks_: Sequence[sinks.Sink],
-                 progress: sinks.ProgressFn, started: float, evaluations_before: int, evaluations_total: int):
-        self.algorithm, self.run, self.seed, self.config = algorithm, run, seed, config
-        self.sinks, self.progress, self.started = sinks_, progress, started
-        self.evaluations, self.evaluations_before, self.evaluations_total = 0, evaluations_before, evaluations_total
+    def __init__(self, algorithm: Algorithm, group: Sequence[tuple[int, int]], config: Config,
+                 sinks_: Sequence[sinks.Sink], progress: sinks.ProgressFn, clock: _Clock):
+        self.algorithm, self.group, self.config = algorithm, group, config
+        self.sinks, self.progress, self.clock = sinks_, progress, clock
+        self.timing_run = None if algorithm.seeds_at_once else group[0][0]
+        self.evaluations = 0
         self.last_time, self.last_iteration = time.perf_counter(), 0
-        self.seed_started = self.last_time  # this seed's own wall clock (timing.csv): seeds train one by one
+        self.group_started = self.last_time
         self.rows: list[dict] = []
 
-    def __call__(self, env_steps: int, metrics: Mapping[str, Any]) -> None:
+    def __call__(self, env_steps: int, metrics: Sequence[Mapping[str, Any]]) -> None:
         per_iteration = self.algorithm.transitions_per_iteration
         iteration = self.evaluations * self.config.eval_interval
         expected = iteration * per_iteration
-        if int(env_steps) != expected:
-            raise RuntimeError(f"{self.algorithm.title} reported {env_steps} env steps at evaluation "
-                               f"{self.evaluations}, expected {expected} (iteration {iteration})")
-        row = evaluation_row(self.run, self.seed, iteration, expected, metrics, self.algorithm.columns)
+        if int(env_steps) != expected or len(metrics) != len(self.group):
+            raise RuntimeError(f"{self.algorithm.title} reported {env_steps} env steps for {len(metrics)} seed(s) at "
+                               f"evaluation {self.evaluations}, expected {expected} (iteration {iteration}) for "
+                               f"{len(self.group)}")
+        rows = [evaluation_row(run, seed, iteration, expected, seed_metrics, self.algorithm.columns)
+                for (run, seed), seed_metrics in zip(self.group, metrics)]
         now = time.perf_counter()
         seconds = now - self.last_time
-        done = self.evaluations_before + self.evaluations + 1
+        clock = self.clock
+        clock.done += 1
+        advanced = iteration - self.last_iteration
         result = sinks.ChunkResult(
-            chunk=done, num_chunks=self.evaluations_total, iteration=iteration, env_steps=expected, warmup=False,
-            seconds=seconds, eta_seconds=(now - self.started) / done * (self.evaluations_total - done),
-            env_steps_per_second=(iteration - self.last_iteration) * per_iteration / seconds,
-            updates_per_second=(iteration - self.last_iteration) / seconds, rows=[row],
+            chunk=clock.done, num_chunks=clock.total, iteration=iteration, env_steps=expected, warmup=False,
+            seconds=seconds, eta_seconds=(now - clock.started) / clock.done * (clock.total - clock.done),
+            env_steps_per_second=advanced * per_iteration * len(rows) / seconds,
+            updates_per_second=advanced * len(rows) / seconds, rows=rows,
             # The trainer compiles inside its call: compile_seconds is not known (the first evaluation's time has it).
-            timing={"run": self.run, "chunk": done, "iteration": iteration, "env_steps": expected,
-                    "wall_seconds": round(now - self.seed_started, 3), "chunk_seconds": round(seconds, 3),
+            timing={"run": self.timing_run, "chunk": clock.done, "iteration": iteration, "env_steps": expected,
+                    "wall_seconds": round(now - self.group_started, 3), "chunk_seconds": round(seconds, 3),
                     "compile_seconds": None, "session": 1},
         )
         for sink in self.sinks:
             sink.write(result)
-        self.rows.append(row)
-        self.progress(progress_line(self.algorithm.name, row, self.config.total_iterations, now - self.started))
+        self.rows.extend(rows)
+        for row in rows:
+            self.progress(progress_line(self.algorithm.name, row, self.config.total_iterations, now - clock.started))
         self.evaluations += 1
         self.last_time, self.last_iteration = now, iteration
 
 
 def run(config: Config, out: str | pathlib.Path, algorithm: Callable[[Config, Env], Algorithm], *,
         seeds: int | Sequence[int] = 1, progress_fn: sinks.ProgressFn = print) -> list[dict]:
-    """Train an on-policy algorithm for each seed, one after another, and write the run directory `out`.
+    """Train an on-policy algorithm for each seed (one after another or together) and write the run directory `out`.
 
     Args:
       config: a checked Config (the algorithm's module checks it first).
@@ -194,16 +218,20 @@ def run(config: Config, out: str | pathlib.Path, algorithm: Callable[[Config, En
     for sink in outputs:
         sink.start([])
     per_seed = config.total_iterations // config.eval_interval + 1  # + the untrained policy's
-    progress_fn(f"{config.env}: {algo.title}, {len(spec.seeds)} seed(s) one after another, {config.total_iterations} "
+    together = f"{len(spec.seeds)} seed(s) " + ("in one program" if algo.seeds_at_once else "one after another")
+    progress_fn(f"{config.env}: {algo.title}, {together}, {config.total_iterations} "
                 f"iterations x {algo.transitions_per_iteration} transitions ({config.num_envs} envs), "
                 f"{per_seed} evaluations per seed, on 1 {jax.default_backend()} device; compiling...")
-    started, rows = time.perf_counter(), []
+    runs = list(enumerate(spec.seeds))
+    groups = [runs] if algo.seeds_at_once else [[r] for r in runs]
+    clock, rows = _Clock(started=time.perf_counter(), total=len(groups) * per_seed), []
     try:
-        for b, seed in enumerate(spec.seeds):
-            recorder = _Recorder(algo, b, seed, config, outputs, progress_fn, started,
-                                 evaluations_before=b * per_seed, evaluations_total=len(spec.seeds) * per_seed)
-            params = algo.train(config.seed + seed, recorder)
-            model.save_params(str(run_dir.path / f"{algo.name}_params_seed{seed}.pkl"), jax.device_get(params))
+        for group in groups:
+            recorder = _Recorder(algo, group, config, outputs, progress_fn, clock)
+            params = algo.train([config.seed + seed for _, seed in group], recorder)
+            for (_, seed), seed_params in zip(group, params):
+                model.save_params(str(run_dir.path / f"{algo.name}_params_seed{seed}.pkl"),
+                                  jax.device_get(seed_params))
             rows.extend(recorder.rows)
     finally:
         for sink in outputs:

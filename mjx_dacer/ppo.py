@@ -170,16 +170,19 @@ def algorithm(config: Config, env: Env, settings: PPOSettings = PPOSettings()) -
     """PPO as `on_policy.run` drives it: brax's trainer with `brax_arguments`, once per seed."""
     arguments = brax_arguments(config, settings, env.episode_length)
 
-    def train(seed: int, progress: on_policy.ProgressFn):
+    def train(seeds: Sequence[int], progress: on_policy.ProgressFn):
+        (seed,) = seeds  # brax's trainer takes one seed (seeds_at_once=False)
         with _brax_jax_compat():
-            _, params, _ = brax_ppo.train(environment=env, seed=seed, progress_fn=progress,
-                                          network_factory=network_factory(config), **arguments)
-        return params
+            _, params, _ = brax_ppo.train(environment=env, seed=seed, network_factory=network_factory(config),
+                                          progress_fn=lambda env_steps, metrics: progress(env_steps, [metrics]),
+                                          **arguments)
+        return [params]
 
     return on_policy.Algorithm(
         name="ppo", title="brax PPO", columns=_COLUMNS,
         transitions_per_iteration=settings.transitions_per_iteration,
-        settings={"settings": dataclasses.asdict(settings), "brax_ppo_train": arguments}, train=train)
+        settings={"settings": dataclasses.asdict(settings), "brax_ppo_train": arguments}, seeds_at_once=False,
+        train=train)
 
 
 def run(config: Config, out: str | pathlib.Path, *, seeds: int | Sequence[int] = 1,

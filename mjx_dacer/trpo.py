@@ -5,9 +5,10 @@ PPO and SAC; skrl's and SB3-contrib's TRPO are PyTorch), so the step itself is
 written here (`trust_region_step`). Everything around it is brax's, as for PPO:
 the tanh-Gaussian policy and value networks (`make_ppo_networks`), the
 rollouts (`acting.generate_unroll`), GAE (`ppo.losses.compute_gae`), the
-running observation statistics and the evaluator (`acting.Evaluator`). `run`
-writes the run directory of `mjx_dacer.on_policy` (trpo.yaml,
-trpo_params_seed{s}.pkl in brax's format, loadable as PPO's).
+running observation statistics and the evaluation episodes (the wrapper and
+rollout of brax's `acting.Evaluator`). All seeds of a run train in one program,
+vmapped over the seeds. `run` writes the run directory of `mjx_dacer.on_policy`
+(trpo.yaml, trpo_params_seed{s}.pkl in brax's format, loadable as PPO's).
 
 One iteration is one policy update (DACER_SPEC §9: "iterations" on the
 on-policy curves count updates), on fresh transitions:
@@ -39,6 +40,7 @@ from typing import Any, Callable, Sequence
 import flax
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 from brax import envs as brax_envs
 from brax.envs.base import Env
@@ -183,17 +185,21 @@ def trust_region_step(params, surrogate: Callable[[Any], jax.Array], kl: Callabl
     surrogates, kls = jax.vmap(lambda f: (flat_surrogate(f), flat_kl(f)))(candidates)
     accept = (kls <= settings.max_kl) & (surrogates > surrogate_old) & jnp.isfinite(surrogates)
     k, taken = jnp.argmax(accept), jnp.any(accept)
-    metrics = {"kl": jnp.where(taken, kls[k], 0.0), "surrogate_gain": jnp.where(taken, surrogates[k] - surrogate_old, 0.0),
+    metrics = {"kl": jnp.where(taken, kls[k], 0.0),
+               "surrogate_gain": jnp.where(taken, surrogates[k] - surrogate_old, 0.0),
                "step_fraction": jnp.where(taken, fractions[k], 0.0)}
     return unravel(jnp.where(taken, candidates[k], flat)), metrics
 
 
 def algorithm(config: Config, env: Env, settings: TRPOSettings = TRPOSettings()) -> on_policy.Algorithm:
-    """TRPO as `on_policy.run` drives it: the training programs built once, then one `train` call per seed."""
+    """TRPO as `on_policy.run` drives it: `train` runs all the seeds in one program (seeds_at_once)."""
     num_envs, steps = config.num_envs, settings.transitions_per_iteration
     rollout_length = steps // num_envs
     train_env = brax_envs.training.wrap(env, episode_length=env.episode_length, action_repeat=1)
-    eval_env = brax_envs.training.wrap(env, episode_length=env.episode_length, action_repeat=1)
+    # brax's evaluation episodes (its Evaluator's wrapper and rollout), here a pure function of (params, key)
+    # so that it runs vmapped over the seeds: the Evaluator class holds one seed's key and compiles per instance.
+    eval_env = brax_envs.training.EvalWrapper(
+        brax_envs.training.wrap(env, episode_length=env.episode_length, action_repeat=1))
     normalize = running_statistics.normalize if settings.normalize_observations else (lambda x, _: x)
     networks = network_factory(config)(env.observation_size, env.action_size, preprocess_observations_fn=normalize)
     make_policy = ppo_networks.make_inference_fn(networks)
@@ -258,14 +264,12 @@ def algorithm(config: Config, env: Env, settings: TRPOSettings = TRPOSettings())
                               normalizer=normalizer)
         return (state, env_state, key), metrics
 
-    @functools.partial(jax.jit, donate_argnums=(0, 1))
     def epoch(state: TrainingState, env_state, key):
-        """eval_interval iterations; the metrics' means over them."""
+        """eval_interval iterations of one seed; the metrics' means over them."""
         (state, env_state, _), metrics = jax.lax.scan(iteration, (state, env_state, key), None,
                                                       length=config.eval_interval)
         return state, env_state, jax.tree.map(jnp.mean, metrics)
 
-    @jax.jit
     def init(key):
         policy_key, value_key, env_key = jax.random.split(key, 3)
         value = networks.value_network.init(value_key)
@@ -275,25 +279,46 @@ def algorithm(config: Config, env: Env, settings: TRPOSettings = TRPOSettings())
                               normalizer=running_statistics.init_state(observation))
         return state, train_env.reset(jax.random.split(env_key, num_envs))
 
-    def train(seed: int, progress: on_policy.ProgressFn):
-        key, eval_key = jax.random.split(jax.random.PRNGKey(seed))
-        init_key, key = jax.random.split(key)
-        state, env_state = init(init_key)
-        evaluator = acting.Evaluator(eval_env, functools.partial(make_policy, deterministic=True),
-                                     num_eval_envs=config.eval_episodes, episode_length=env.episode_length,
-                                     action_repeat=1, key=eval_key)
-        progress(0, evaluator.run_evaluation((state.normalizer, state.policy), {}))
-        for e in range(config.total_iterations // config.eval_interval):
-            key, epoch_key = jax.random.split(key)
-            state, env_state, metrics = epoch(state, env_state, epoch_key)
-            training = {f"training/{name}": float(value) for name, value in metrics.items()}
-            progress((e + 1) * config.eval_interval * steps,
-                     evaluator.run_evaluation((state.normalizer, state.policy), training))
-        return state.normalizer, state.policy, state.value
+    def evaluate(state: TrainingState, key):
+        """eval_episodes deterministic episodes of at most episode_length steps: their returns and lengths."""
+        reset_key, unroll_key = jax.random.split(key)
+        first = eval_env.reset(jax.random.split(reset_key, config.eval_episodes))
+        policy = make_policy((state.normalizer, state.policy), deterministic=True)
+        last, _ = acting.generate_unroll(eval_env, first, policy, unroll_key, env.episode_length)
+        return last.info["eval_metrics"].episode_metrics["reward"], last.info["eval_metrics"].episode_steps
+
+    # Every seed in one program: the leading axis of every leaf is the seed.
+    epochs = jax.jit(jax.vmap(epoch), donate_argnums=(0, 1))
+    inits, evaluations = jax.jit(jax.vmap(init)), jax.jit(jax.vmap(evaluate))
+
+    def train(seeds: Sequence[int], progress: on_policy.ProgressFn):
+        # Seed s's keys depend on s alone, so a seed trains the same alone or beside others.
+        keys = jax.vmap(lambda s: jax.random.split(jax.random.PRNGKey(s), 3))(jnp.asarray(seeds))
+        init_keys, eval_keys, keys = keys[:, 0], keys[:, 1], keys[:, 2]
+        state, env_state = inits(init_keys)
+
+        def report(e: int, state: TrainingState, training: dict[str, np.ndarray]):
+            """Evaluation point e (after e epochs): each seed's evaluation and its epoch's training means."""
+            eval_keys_e = jax.vmap(jax.random.fold_in, (0, None))(eval_keys, e)
+            returns, lengths = jax.device_get(evaluations(state, eval_keys_e))
+            progress(e * config.eval_interval * steps, [
+                {"eval/episode_reward": returns[i].mean(), "eval/episode_reward_std": returns[i].std(),
+                 "eval/avg_episode_length": lengths[i].mean(),
+                 **{f"training/{name}": values[i] for name, values in training.items()}}
+                for i in range(len(seeds))])
+
+        report(0, state, {})
+        for e in range(1, config.total_iterations // config.eval_interval + 1):
+            keys, epoch_keys = jnp.moveaxis(jax.vmap(jax.random.split)(keys), 1, 0)
+            state, env_state, metrics = epochs(state, env_state, epoch_keys)
+            report(e, state, jax.device_get(metrics))
+        params = jax.device_get((state.normalizer, state.policy, state.value))
+        return [jax.tree.map(lambda x: x[i], params) for i in range(len(seeds))]
 
     return on_policy.Algorithm(
         name="trpo", title="TRPO", columns=_COLUMNS, transitions_per_iteration=steps,
-        settings={"settings": dataclasses.asdict(settings), "rollout_length": rollout_length}, train=train)
+        settings={"settings": dataclasses.asdict(settings), "rollout_length": rollout_length}, seeds_at_once=True,
+        train=train)
 
 
 def run(config: Config, out: str | pathlib.Path, *, seeds: int | Sequence[int] = 1,
