@@ -81,6 +81,11 @@ class TRPOSettings:
       value_minibatch_transitions: transitions per value Adam step (the paper's batch of 2,000).
       gae_lambda: GAE's lambda (SB3-contrib's and brax PPO's 0.95).
       normalize_observations: running mean/std normalisation of observations (as for PPO here).
+      observation_clip: the normalised observations are clipped to [-observation_clip, observation_clip]
+        (SB3's VecNormalize default, 10). An entry that has been constant so far (a force that was 0 until
+        now: Humanoid's and Ant's contact forces, InvertedDoublePendulum's cart limit) has std 1e-6, and
+        its first nonzero value would reach the networks as about 1e6 (unclipped, InvertedDoublePendulum's
+        value loss reached 6e9 in such epochs).
     """
 
     transitions_per_iteration: int = 2_000
@@ -93,6 +98,7 @@ class TRPOSettings:
     value_minibatch_transitions: int = 2_000
     gae_lambda: float = 0.95
     normalize_observations: bool = True
+    observation_clip: float = 10.0
 
 
 @flax.struct.dataclass
@@ -117,6 +123,15 @@ def check(config: Config, settings: TRPOSettings = TRPOSettings()) -> None:
     if steps % settings.value_minibatch_transitions:
         raise ConfigError(f"TRPOSettings: transitions_per_iteration ({steps}) must be a multiple of "
                           f"value_minibatch_transitions ({settings.value_minibatch_transitions})")
+
+
+def observation_preprocessor(settings: TRPOSettings) -> Callable:
+    """(observations, normaliser state) -> the networks' inputs: brax's running normalisation, clipped to
+    +-observation_clip; the identity without normalisation. Pass it to `ppo.network_factory(config)(...,
+    preprocess_observations_fn=...)` to run a saved TRPO policy."""
+    if not settings.normalize_observations:
+        return lambda observations, _: observations
+    return functools.partial(running_statistics.normalize, max_abs_value=settings.observation_clip)
 
 
 def gaussian_kl(old: jax.Array, new: jax.Array, policy_distribution: distribution.NormalTanhDistribution) -> jax.Array:
@@ -200,8 +215,8 @@ def algorithm(config: Config, env: Env, settings: TRPOSettings = TRPOSettings())
     # so that it runs vmapped over the seeds: the Evaluator class holds one seed's key and compiles per instance.
     eval_env = brax_envs.training.EvalWrapper(
         brax_envs.training.wrap(env, episode_length=env.episode_length, action_repeat=1))
-    normalize = running_statistics.normalize if settings.normalize_observations else (lambda x, _: x)
-    networks = network_factory(config)(env.observation_size, env.action_size, preprocess_observations_fn=normalize)
+    networks = network_factory(config)(env.observation_size, env.action_size,
+                                       preprocess_observations_fn=observation_preprocessor(settings))
     make_policy = ppo_networks.make_inference_fn(networks)
     policy_distribution = networks.parametric_action_distribution
     value_optimizer = optax.adam(config.lr_critic)
@@ -342,5 +357,5 @@ def run(config: Config, out: str | pathlib.Path, *, seeds: int | Sequence[int] =
                          progress_fn=progress_fn)
 
 
-__all__ = ["TRPOSettings", "TrainingState", "algorithm", "check", "conjugate_gradient", "gaussian_kl", "run",
-           "trust_region_step"]
+__all__ = ["TRPOSettings", "TrainingState", "algorithm", "check", "conjugate_gradient", "gaussian_kl",
+           "observation_preprocessor", "run", "trust_region_step"]

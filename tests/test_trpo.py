@@ -125,6 +125,20 @@ def test_the_line_search_takes_the_first_candidate_that_improves_the_surrogate(i
         assert float(metrics["kl"]) == 0 and float(metrics["surrogate_gain"]) == 0
 
 
+def test_observations_are_normalised_and_clipped():
+    """An entry constant so far (std clipped to 1e-6 by brax) reaches the networks at +-observation_clip, not
+    at 1e6 when it first moves; the others are brax's (x - mean) / std."""
+    from brax.training.acme import running_statistics, specs
+
+    seen = jnp.stack([jnp.array([1.0, 0.0]), jnp.array([3.0, 0.0])])  # entry 0: mean 2, std 1; entry 1: always 0
+    stats = running_statistics.update(running_statistics.init_state(specs.Array((2,), jnp.dtype("float32"))), seen)
+    settings = trpo.TRPOSettings()
+    inputs = trpo.observation_preprocessor(settings)(jnp.array([[2.5, 5.0], [0.0, -1.0]]), stats)
+    np.testing.assert_allclose(inputs, [[0.5, 10.0], [-2.0, -10.0]], rtol=1e-6)
+    raw = trpo.observation_preprocessor(trpo.TRPOSettings(normalize_observations=False))
+    np.testing.assert_array_equal(raw(jnp.array([[2.5, 5.0]]), stats), [[2.5, 5.0]])
+
+
 # ------------------------------------------------------------------ config
 def test_check_refuses_what_the_trainer_cannot_run_exactly():
     trpo.check(trpo_config())
@@ -244,14 +258,14 @@ def test_trpo_trains_hopper_and_brax_loads_its_policy(tmp_path):
     assert 0 < float(rows[1]["kl"]) <= 0.01
 
     from brax.io import model
-    from brax.training.acme import running_statistics
     from brax.training.agents.ppo import networks as ppo_networks
 
     from mjx_dacer.ppo import network_factory
 
     config = load_config("hopper", {**agents.defaults("trpo"), "algo": "trpo", "hidden_sizes": "8,8",
                                     "critic_hidden_sizes": "8,8"})
-    networks = network_factory(config)(11, 3, preprocess_observations_fn=running_statistics.normalize)
+    networks = network_factory(config)(11, 3, preprocess_observations_fn=trpo.observation_preprocessor(
+        trpo.TRPOSettings()))
     params = model.load_params(str(out / "trpo_params_seed0.pkl"))
     policy = ppo_networks.make_inference_fn(networks)(params, deterministic=True)
     action, _ = policy(jnp.zeros((4, 11)), jax.random.PRNGKey(0))
