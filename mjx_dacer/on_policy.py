@@ -1,17 +1,18 @@
-"""The run directory of an on-policy baseline (PPO, TRPO): one trainer call per seed, the shared writers.
+"""The run directory of an on-policy baseline (PPO, TRPO): its trainer's reports through the shared writers.
 
 On-policy algorithms do not fit the shared compiled program (replay buffer,
-warm-up, vmapped seeds). Each trains one seed per call, reports every
-evaluation through a brax-style `progress_fn(env_steps, metrics)`, and
-`run` turns those reports into an ordinary run directory with the writers
-of the off-policy algorithms (`RunDir`, the sinks, `report`), so `mjx-dacer
-table` and `plot` read it beside DACER runs:
+warm-up). Each has its own trainer (`Algorithm`), which reports every
+evaluation point through a brax-style `progress_fn(env_steps, metrics)` (one
+metrics mapping per seed it trains), and `run` turns those reports into an
+ordinary run directory with the writers of the off-policy algorithms
+(`RunDir`, the sinks, `report`), so `mjx-dacer table` and `plot` read it
+beside DACER runs:
 
     RUN_DIR/
       config.yaml              the Config (algo: ppo or trpo), seeds and grid (`RunDir.create`)
       ALGO.yaml                the algorithm's own settings and what its trainer was given
       metrics.csv, tb/         one row per evaluation point and seed (`sinks.CsvSink`, `sinks.TensorBoardSink`)
-      timing.csv               the seed's own wall clock at each evaluation (`sinks.TIMING_COLUMNS`)
+      timing.csv               the wall clock of the seeds trained together at each evaluation point
       curves.png, summary.md   `sinks.ReportSink`
       ALGO_params_seed{s}.pkl  brax's (normalizer, policy, value) params of seed s after training,
                                `brax.io.model.save_params` (a pickle); `mjx-dacer eval` does not read them
