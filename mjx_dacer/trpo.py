@@ -84,7 +84,7 @@ class TRPOSettings:
       observation_clip: the normalised observations are clipped to [-observation_clip, observation_clip]
         (SB3's VecNormalize default, 10). An entry that has been constant so far (a force that was 0 until
         now: Humanoid's and Ant's contact forces, InvertedDoublePendulum's cart limit) has std 1e-6, and
-        its first nonzero value would reach the networks as about 1e6 (unclipped, InvertedDoublePendulum's
+        its first nonzero value would reach the networks as up to 1e7 (unclipped, InvertedDoublePendulum's
         value loss reached 6e9 in such epochs).
     """
 
