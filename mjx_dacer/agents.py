@@ -46,6 +46,10 @@ _ON_POLICY: dict[str, dict[str, Any]] = {
 }
 
 
+# brax's PPO trainer holds its state until it returns: its runs write no checkpoints and cannot be resumed.
+_WITHOUT_CHECKPOINTS = frozenset({"ppo"})
+
+
 def names() -> tuple[str, ...]:
     return tuple(_AGENTS) + tuple(_ON_POLICY)
 
@@ -54,6 +58,11 @@ def on_policy(algo: str) -> bool:
     """Whether `algo` runs through its own on-policy trainer (`mjx_dacer.ppo`, `mjx_dacer.trpo`) instead of the
     shared program."""
     return algo in _ON_POLICY
+
+
+def checkpointed(algo: str) -> bool:
+    """Whether a run of `algo` writes checkpoints, so that `mjx-dacer train --resume` can continue it exactly."""
+    return algo not in _WITHOUT_CHECKPOINTS
 
 
 def defaults(algo: str) -> dict[str, Any]:

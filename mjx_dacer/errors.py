@@ -8,6 +8,10 @@ own exit status.
 from __future__ import annotations
 
 import pathlib
+import signal
+
+# The exit status of a run stopped by a signal (`RunStopped.exit_code`).
+SIGNAL_EXIT = {signal.SIGINT: 130, signal.SIGTERM: 143}
 
 
 class CheckpointError(RuntimeError):

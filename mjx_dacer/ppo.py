@@ -91,7 +91,7 @@ def check(config: Config, settings: PPOSettings = PPOSettings()) -> None:
     """Raises ConfigError (one line, naming the key and the fix) if brax's trainer cannot run `config` exactly."""
     if config.algo != "ppo":
         raise ConfigError(f"mjx_dacer.ppo runs algo ppo, the config has algo {config.algo!r}")
-    on_policy.check_config(config)
+    on_policy.check_config(config, checkpoints=False)
     steps, batch, unroll = settings.transitions_per_iteration, settings.minibatch_transitions, settings.unroll_length
     if steps % batch or batch % unroll:
         raise ConfigError(f"PPOSettings: transitions_per_iteration ({steps}) must be a multiple of "
@@ -171,7 +171,7 @@ def algorithm(config: Config, env: Env, settings: PPOSettings = PPOSettings()) -
     arguments = brax_arguments(config, settings, env.episode_length)
 
     def train(seeds: Sequence[int], progress: on_policy.ProgressFn):
-        (seed,) = seeds  # brax's trainer takes one seed (seeds_at_once=False)
+        (seed,) = seeds  # brax's trainer takes one seed
         with _brax_jax_compat():
             _, params, _ = brax_ppo.train(environment=env, seed=seed, network_factory=network_factory(config),
                                           progress_fn=lambda env_steps, metrics: progress(env_steps, [metrics]),
@@ -181,8 +181,7 @@ def algorithm(config: Config, env: Env, settings: PPOSettings = PPOSettings()) -
     return on_policy.Algorithm(
         name="ppo", title="brax PPO", columns=_COLUMNS,
         transitions_per_iteration=settings.transitions_per_iteration,
-        settings={"settings": dataclasses.asdict(settings), "brax_ppo_train": arguments}, seeds_at_once=False,
-        train=train)
+        settings={"settings": dataclasses.asdict(settings), "brax_ppo_train": arguments}, train=train)
 
 
 def run(config: Config, out: str | pathlib.Path, *, seeds: int | Sequence[int] = 1,

@@ -42,7 +42,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from mjx_dacer import compile_cache, sinks
 from mjx_dacer.checkpoint import Checkpointer, snapshot
 from mjx_dacer.config import Config, ConfigError, error_line
-from mjx_dacer.errors import RunStopped
+from mjx_dacer.errors import SIGNAL_EXIT, RunStopped
 from mjx_dacer.policy import export_policy
 from mjx_dacer.rundir import RunDir, RunSpec, resumed_config
 from mjx_dacer.train import TrainProgram, TrainState, make_train
@@ -65,7 +65,6 @@ def run_sharding(batch: int) -> NamedSharding | None:
 
 
 EXIT_DIVERGED = 3
-SIGNAL_EXIT = {signal.SIGINT: 130, signal.SIGTERM: 143}
 ON_DIVERGENCE = ("stop", "drop")
 SLOW_CHECKPOINT_SECONDS = 5.0  # a checkpoint this slow is always reported
 

@@ -7,8 +7,11 @@ the tanh-Gaussian policy and value networks (`make_ppo_networks`), the
 rollouts (`acting.generate_unroll`), GAE (`ppo.losses.compute_gae`), the
 running observation statistics and the evaluation episodes (the wrapper and
 rollout of brax's `acting.Evaluator`). All seeds of a run train in one program,
-vmapped over the seeds. `run` writes the run directory of `mjx_dacer.on_policy`
-(trpo.yaml, trpo_params_seed{s}.pkl in brax's format, loadable as PPO's).
+vmapped over the seeds. `algorithm` gives `mjx_dacer.on_policy` a `Program`
+that it drives one epoch at a time, so a TRPO run writes checkpoints (`Carry`:
+the learner, the environments and the keys of every seed) and resumes exactly;
+`run` writes the run directory (trpo.yaml, trpo_params_seed{s}.pkl in brax's
+format, loadable as PPO's, checkpoints/).
 
 One iteration is one policy update (DACER_SPEC §9: "iterations" on the
 on-policy curves count updates), on fresh transitions:
@@ -26,8 +29,9 @@ on-policy curves count updates), on fresh transitions:
 
 Config keys read: env, physics, num_envs, total_iterations, eval_interval,
 eval_episodes, gamma, reward_scale, lr_critic, hidden_sizes /
-critic_hidden_sizes (policy / value widths), activation (both), seed. The
-policy's step size is set by max_kl, so lr_actor is not read.
+critic_hidden_sizes (policy / value widths), activation (both), seed,
+checkpoint_interval (epochs between checkpoints; one is always written after
+the last). The policy's step size is set by max_kl, so lr_actor is not read.
 """
 
 from __future__ import annotations
@@ -40,7 +44,6 @@ from typing import Any, Callable, Sequence
 import flax
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 from brax import envs as brax_envs
 from brax.envs.base import Env
@@ -111,11 +114,28 @@ class TrainingState:
     normalizer: running_statistics.RunningStatisticsState
 
 
+@flax.struct.dataclass
+class Carry:
+    """Everything one seed's training goes on from, between epochs (what a checkpoint holds, per seed).
+
+    Attributes:
+      learner: the networks, the value optimiser and the normaliser.
+      env_state: the num_envs training environments, where the last rollout stopped.
+      key: the PRNG key of the epochs to come.
+      eval_key: the evaluations' key; evaluation point e uses fold_in(eval_key, e).
+    """
+
+    learner: TrainingState
+    env_state: Any
+    key: jax.Array
+    eval_key: jax.Array
+
+
 def check(config: Config, settings: TRPOSettings = TRPOSettings()) -> None:
     """Raises ConfigError (one line, naming the key and the fix) if this trainer cannot run `config` exactly."""
     if config.algo != "trpo":
         raise ConfigError(f"mjx_dacer.trpo runs algo trpo, the config has algo {config.algo!r}")
-    on_policy.check_config(config)
+    on_policy.check_config(config, checkpoints=True)
     steps = settings.transitions_per_iteration
     if steps % config.num_envs:
         raise ConfigError(f"trpo: each of the num_envs ({config.num_envs}) environments steps an equal share of the "
@@ -207,7 +227,7 @@ def trust_region_step(params, surrogate: Callable[[Any], jax.Array], kl: Callabl
 
 
 def algorithm(config: Config, env: Env, settings: TRPOSettings = TRPOSettings()) -> on_policy.Algorithm:
-    """TRPO as `on_policy.run` drives it: `train` runs all the seeds in one program (seeds_at_once)."""
+    """TRPO as `on_policy.run` drives it: a `Program` of all the seeds, vmapped, its epoch compiled once."""
     num_envs, steps = config.num_envs, settings.transitions_per_iteration
     rollout_length = steps // num_envs
     train_env = brax_envs.training.wrap(env, episode_length=env.episode_length, action_repeat=1)
@@ -279,83 +299,80 @@ def algorithm(config: Config, env: Env, settings: TRPOSettings = TRPOSettings())
                               normalizer=normalizer)
         return (state, env_state, key), metrics
 
-    def epoch(state: TrainingState, env_state, key):
+    def epoch(carry: Carry) -> tuple[Carry, dict[str, jax.Array]]:
         """eval_interval iterations of one seed; the metrics' means over them."""
-        (state, env_state, _), metrics = jax.lax.scan(iteration, (state, env_state, key), None,
-                                                      length=config.eval_interval)
-        return state, env_state, jax.tree.map(jnp.mean, metrics)
+        key, epoch_key = jax.random.split(carry.key)
+        (learner, env_state, _), metrics = jax.lax.scan(iteration, (carry.learner, carry.env_state, epoch_key), None,
+                                                        length=config.eval_interval)
+        return (carry.replace(learner=learner, env_state=env_state, key=key),
+                {f"training/{name}": jnp.mean(values) for name, values in metrics.items()})
 
-    def init(key):
-        policy_key, value_key, env_key = jax.random.split(key, 3)
+    def init(seed: jax.Array) -> Carry:
+        # Seed s's keys depend on s alone, so a seed trains the same alone or beside others.
+        init_key, eval_key, key = jax.random.split(jax.random.PRNGKey(seed), 3)
+        policy_key, value_key, env_key = jax.random.split(init_key, 3)
         value = networks.value_network.init(value_key)
         observation = specs.Array((env.observation_size,), jnp.dtype("float32"))
-        state = TrainingState(policy=networks.policy_network.init(policy_key), value=value,
-                              value_optimizer=value_optimizer.init(value),
-                              normalizer=running_statistics.init_state(observation))
-        return state, train_env.reset(jax.random.split(env_key, num_envs))
+        learner = TrainingState(policy=networks.policy_network.init(policy_key), value=value,
+                                value_optimizer=value_optimizer.init(value),
+                                normalizer=running_statistics.init_state(observation))
+        return Carry(learner=learner, env_state=train_env.reset(jax.random.split(env_key, num_envs)), key=key,
+                     eval_key=eval_key)
 
-    def evaluate(state: TrainingState, key):
-        """eval_episodes deterministic episodes of at most episode_length steps: their returns and lengths."""
-        reset_key, unroll_key = jax.random.split(key)
+    def evaluate(carry: Carry, e: jax.Array):
+        """Evaluation point e: eval_episodes deterministic episodes of at most episode_length steps, their
+        returns and lengths (eval_episodes,)."""
+        reset_key, unroll_key = jax.random.split(jax.random.fold_in(carry.eval_key, e))
         first = eval_env.reset(jax.random.split(reset_key, config.eval_episodes))
-        policy = make_policy((state.normalizer, state.policy), deterministic=True)
+        policy = make_policy((carry.learner.normalizer, carry.learner.policy), deterministic=True)
         last, _ = acting.generate_unroll(eval_env, first, policy, unroll_key, env.episode_length)
         return last.info["eval_metrics"].episode_metrics["reward"], last.info["eval_metrics"].episode_steps
 
     # Every seed in one program: the leading axis of every leaf is the seed.
-    epochs = jax.jit(jax.vmap(epoch), donate_argnums=(0, 1))
-    inits, evaluations = jax.jit(jax.vmap(init)), jax.jit(jax.vmap(evaluate))
+    epochs = jax.jit(jax.vmap(epoch), donate_argnums=0)
+    inits, evaluations = jax.jit(jax.vmap(init)), jax.jit(jax.vmap(evaluate, in_axes=(0, None)))
 
-    def train(seeds: Sequence[int], progress: on_policy.ProgressFn):
-        # Seed s's keys depend on s alone, so a seed trains the same alone or beside others.
-        keys = jax.vmap(lambda s: jax.random.split(jax.random.PRNGKey(s), 3))(jnp.asarray(seeds))
-        init_keys, eval_keys, keys = keys[:, 0], keys[:, 1], keys[:, 2]
-        state, env_state = inits(init_keys)
+    def evaluate_seeds(carry: Carry, e: int) -> list[dict[str, float]]:
+        returns, lengths = jax.device_get(evaluations(carry, e))
+        return [{"eval/episode_reward": r.mean(), "eval/episode_reward_std": r.std(),
+                 "eval/avg_episode_length": n.mean()} for r, n in zip(returns, lengths)]
 
-        def report(e: int, state: TrainingState, training: dict[str, np.ndarray]):
-            """Evaluation point e (after e epochs): each seed's evaluation and its epoch's training means."""
-            eval_keys_e = jax.vmap(jax.random.fold_in, (0, None))(eval_keys, e)
-            returns, lengths = jax.device_get(evaluations(state, eval_keys_e))
-            progress(e * config.eval_interval * steps, [
-                {"eval/episode_reward": returns[i].mean(), "eval/episode_reward_std": returns[i].std(),
-                 "eval/avg_episode_length": lengths[i].mean(),
-                 **{f"training/{name}": values[i] for name, values in training.items()}}
-                for i in range(len(seeds))])
+    def params(carry: Carry) -> list:
+        learner = jax.device_get(carry.learner)
+        saved = (learner.normalizer, learner.policy, learner.value)
+        return [jax.tree.map(lambda x: x[i], saved) for i in range(len(carry.key))]
 
-        report(0, state, {})
-        for e in range(1, config.total_iterations // config.eval_interval + 1):
-            keys, epoch_keys = jnp.moveaxis(jax.vmap(jax.random.split)(keys), 1, 0)
-            state, env_state, metrics = epochs(state, env_state, epoch_keys)
-            report(e, state, jax.device_get(metrics))
-        params = jax.device_get((state.normalizer, state.policy, state.value))
-        return [jax.tree.map(lambda x: x[i], params) for i in range(len(seeds))]
-
+    program = on_policy.Program(init=lambda seeds: inits(jnp.asarray(seeds)), epoch=epochs, evaluate=evaluate_seeds,
+                                params=params)
     return on_policy.Algorithm(
         name="trpo", title="TRPO", columns=_COLUMNS, transitions_per_iteration=steps,
-        settings={"settings": dataclasses.asdict(settings), "rollout_length": rollout_length}, seeds_at_once=True,
-        train=train)
+        settings={"settings": dataclasses.asdict(settings), "rollout_length": rollout_length}, program=program)
 
 
 def run(config: Config, out: str | pathlib.Path, *, seeds: int | Sequence[int] = 1,
-        settings: TRPOSettings = TRPOSettings(), progress_fn: sinks.ProgressFn = print) -> list[dict]:
-    """Train TRPO for each seed, one after another (the programs compiled once), and write the run directory `out`.
+        settings: TRPOSettings = TRPOSettings(), progress_fn: sinks.ProgressFn = print,
+        resume: bool = False) -> list[dict]:
+    """Train TRPO, all seeds in one program, and write the run directory `out` (checkpointed, resumable).
 
     Args:
-      config: a Config with algo "trpo" (`mjx-dacer train --algo trpo` layers Table 2's networks over the preset).
-      out: the run directory; absent or empty.
-      seeds: how many seeds (0..N-1), or which; seed s trains with seed config.seed + s.
-      settings: the TRPO-only settings.
+      config: a Config with algo "trpo" (`mjx-dacer train --algo trpo` layers Table 2's networks over the preset);
+        with `resume`, the run's config or it with a larger total_iterations.
+      out: the run directory; absent or empty, or with `resume` an earlier TRPO run.
+      seeds: how many seeds (0..N-1), or which; seed s trains with seed config.seed + s (with `resume`: the run's).
+      settings: the TRPO-only settings (a resumed run must have been started with the same).
       progress_fn: receives every progress line.
+      resume: go on from the run's newest usable checkpoint, as if it had not stopped (`on_policy.run`).
     Returns:
       metrics.csv's rows: one dict per evaluation point and seed.
     Raises:
-      ConfigError: a config this trainer cannot run exactly, bad seeds, or `out` holds files
-        (all before anything is written).
+      ConfigError: a config this trainer cannot run exactly, bad seeds, `out` holds files, or a resume whose
+        config or settings differ from the run's (all before anything is written); CheckpointError: nothing to
+        resume from; RunStopped: SIGINT / SIGTERM stopped the run after the epoch in progress (checkpointed).
     """
     check(config, settings)
     return on_policy.run(config, out, functools.partial(algorithm, settings=settings), seeds=seeds,
-                         progress_fn=progress_fn)
+                         progress_fn=progress_fn, resume=resume)
 
 
-__all__ = ["TRPOSettings", "TrainingState", "algorithm", "check", "conjugate_gradient", "gaussian_kl",
+__all__ = ["Carry", "TRPOSettings", "TrainingState", "algorithm", "check", "conjugate_gradient", "gaussian_kl",
            "observation_preprocessor", "run", "trust_region_step"]

@@ -5,12 +5,14 @@ direct solve, the tanh-Gaussian KL against a Monte-Carlo estimate with brax's
 log-densities, and the whole step against the natural-gradient step computed
 from the Gaussian's Fisher information by hand. Then the CLI: TRPO learns
 Multi-goal, writes a run directory that `table` reads, refuses what it cannot
-do, and trains Hopper-v5 (the real MJX task) with params brax can load.
+do, stops on SIGINT and resumes exactly, and trains Hopper-v5 (the real MJX
+task) with params brax can load.
 """
 
 from __future__ import annotations
 
 import csv
+import signal
 import subprocess
 import sys
 
@@ -142,8 +144,8 @@ def test_observations_are_normalised_and_clipped():
 # ------------------------------------------------------------------ config
 def test_check_refuses_what_the_trainer_cannot_run_exactly():
     trpo.check(trpo_config())
+    trpo.check(trpo_config(checkpoint_interval=2))  # TRPO checkpoints (unlike PPO)
     for changes, fragment in [({"warmup_steps": 100}, "warm-up"),
-                              ({"checkpoint_interval": 2}, "writes no checkpoints"),
                               ({"total_iterations": 7, "eval_interval": 2}, "multiple of eval_interval"),
                               ({"num_envs": 30}, "multiple of num_envs")]:
         with pytest.raises(ConfigError, match=fragment):
@@ -231,7 +233,10 @@ def test_the_run_directory_is_read_by_table_and_refuses_what_trpo_cannot_do(mult
     before = sorted(p.name for p in out.iterdir())
     target = tmp_path / "new"
     base = ["--algo", "trpo", "--config", "multigoal", "--out", target]
-    for args, fragment in [(["train", "--resume", out], "writes no checkpoints"),
+    for args, fragment in [(["train", "--resume", out], "the run is finished"),
+                           (["train", "--resume", out, *sets({"lr_critic": 1e-3})], "keeps its config"),
+                           (["train", "--resume", out, *sets({"total_iterations": 25})], "multiple of eval_interval"),
+                           (["train", "--resume", out, "--seeds", 3], "has 2 seed(s)"),
                            (["eval", out], "is a trpo run"),
                            (["sweep", *base, "--grid", "lr_critic=1e-4,3e-4"], "--grid"),
                            (["train", *base, "--on-divergence", "drop"], "--on-divergence"),
@@ -241,6 +246,41 @@ def test_the_run_directory_is_read_by_table_and_refuses_what_trpo_cannot_do(mult
         assert code == 2 and err.startswith("mjx-dacer: error: ") and fragment in err, (args, err)
         assert len(err.strip().splitlines()) == 1, err
     assert sorted(p.name for p in out.iterdir()) == before and not target.exists()
+
+
+def test_a_run_stopped_by_sigint_resumes_exactly_and_can_be_made_longer(multigoal_run, tmp_path):
+    """The fixture's run again, stopped by SIGINT during its first epoch: it finishes that epoch, checkpoints it
+    (with the policies) and exits 130 naming the resume command; `--resume` with a larger total_iterations then
+    goes on. Its rows up to the fixture's end equal the uninterrupted run's, to the last digit."""
+    reference, _ = multigoal_run
+    out = tmp_path / "stopped"
+    config = {"total_iterations": 20, "eval_interval": 10, "eval_episodes": 10, "hidden_sizes": "16,16",
+              "critic_hidden_sizes": "16,16"}
+    command = [sys.executable, "-m", "mjx_dacer.cli", "train", "--algo", "trpo", "--config", "multigoal", "--seeds",
+               "2", "--out", str(out), *sets(config)]
+    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as process:
+        for line in process.stdout:  # the untrained policies' evaluation: the first epoch is under way
+            if line.startswith("[trpo seed 1] iter 0/20"):
+                process.send_signal(signal.SIGINT)
+                break
+        _, err = process.communicate(timeout=900)
+    assert process.returncode == 130, err
+    assert f"SIGINT: stopped after epoch 1/2 (iteration 10), checkpointed; resume with: mjx-dacer train --resume " \
+           f"{out}" in err, err
+    assert (out / "trpo_params_seed0.pkl").is_file() and (out / "trpo_params_seed1.pkl").is_file()
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["1"]
+
+    result = cli("train", "--resume", out, *sets({"total_iterations": 30}))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "total_iterations 20 -> 30" in result.stdout and "resuming after epoch 1 (iteration 10)" in result.stdout
+    with (out / "metrics.csv").open() as f, (reference / "metrics.csv").open() as g:
+        resumed, uninterrupted = list(csv.DictReader(f)), list(csv.DictReader(g))
+    assert resumed[:len(uninterrupted)] == uninterrupted
+    assert [(r["seed"], r["iteration"]) for r in resumed[len(uninterrupted):]] == [("0", "30"), ("1", "30")]
+    with (out / "timing.csv").open() as f:
+        assert [(r["iteration"], r["session"]) for r in csv.DictReader(f)] == [("0", "1"), ("10", "1"), ("20", "2"),
+                                                                               ("30", "2")]
+    assert "total_iterations: 30" in (out / "config.yaml").read_text()
 
 
 def test_trpo_trains_hopper_and_brax_loads_its_policy(tmp_path):

@@ -140,7 +140,7 @@ def _resume_target(args: argparse.Namespace, grid_specs: Sequence[str]):
         raise ConfigError(f"--resume {run_dir}: no such directory; pass the run directory of an earlier run")
     stored_dir, stored, spec = RunDir.open(run_dir)
     for algo in (stored.algo, args.algo):
-        if algo is not None and agents.on_policy(algo):
+        if algo is not None and not agents.checkpointed(algo):
             raise ConfigError(f"--resume {run_dir}: {algo} runs through its own on-policy trainer, which writes no "
                               "checkpoints and cannot continue a run exactly; start a new run with --out (or "
                               "--overwrite)")
@@ -154,10 +154,12 @@ def _resume_target(args: argparse.Namespace, grid_specs: Sequence[str]):
     if grid_specs and parse_grid(grid_specs) != spec.grid:
         raise ConfigError(f"--resume {run_dir} was swept over another grid; drop --grid to resume it")
     steps = stored_dir.checkpoint_steps()
-    if not steps and stored_dir.policy.is_file():  # policy.msgpack is written with every checkpoint
+    # The policies are written with every checkpoint: policy.msgpack, or an on-policy run's ALGO_params_seed*.pkl.
+    policies = [stored_dir.policy] if stored_dir.policy.is_file() else sorted(run_dir.glob("*_params_seed*.pkl"))
+    if not steps and policies:
         raise ConfigError(f"--resume {run_dir}: its checkpoints/ are gone (deleted or moved), so the run cannot go "
-                          "on; its results (metrics.csv, summary.md, policy.msgpack) are intact; to train further, "
-                          "start a new run with --out")
+                          f"on; its results (metrics.csv, summary.md, {policies[0].name}) are intact; to train "
+                          "further, start a new run with --out")
     if not steps:
         raise ConfigError(f"--resume {run_dir}: the run stopped before its first checkpoint, so there is nothing "
                           "to go on from (and no result to lose): start it again with --overwrite")
@@ -180,6 +182,8 @@ def _run(args: argparse.Namespace, grid_specs: Sequence[str]) -> int:
         if args.overwrite or args.out is not None:
             raise ConfigError("--resume continues RUN_DIR in place; drop --out/--overwrite")
         config, spec, out = _resume_target(args, grid_specs)
+        if agents.on_policy(config.algo):
+            return _train_on_policy(args, config, grid_specs, resume=out)
     else:
         seeds = 1 if args.seeds is None else args.seeds
         if seeds < 1:
@@ -205,10 +209,14 @@ def _run(args: argparse.Namespace, grid_specs: Sequence[str]) -> int:
     return 0
 
 
-def _train_on_policy(args: argparse.Namespace, config, grid_specs: Sequence[str], seeds: int) -> int:
+def _train_on_policy(args: argparse.Namespace, config, grid_specs: Sequence[str], seeds: int = 1,
+                     resume: pathlib.Path | None = None) -> int:
     """--algo ppo (brax's trainer, `mjx_dacer.ppo`) or trpo (`mjx_dacer.trpo`), once the options their trainers
-    cannot honour are refused."""
+    cannot honour are refused; with `resume`, that run directory goes on (checked by `_resume_target`)."""
+    import functools
     import importlib
+
+    from mjx_dacer import agents
 
     algo = config.algo
     module = importlib.import_module(f"mjx_dacer.{algo}")
@@ -222,11 +230,17 @@ def _train_on_policy(args: argparse.Namespace, config, grid_specs: Sequence[str]
         raise ConfigError(f"--track: {algo} runs through its own on-policy trainer, which this package does not log "
                           "to W&B; drop the option (its tb/ has the same curves)")
     module.check(config)  # the default settings, as `run` below: before --overwrite removes anything
-    out = prepare_out_dir(args, config.env)
-    module.run(config, out, seeds=seeds, progress_fn=lambda line: print(line, flush=True))
+    progress = functools.partial(print, flush=True)
+    if resume is not None:
+        out = resume
+        module.run(config, out, resume=True, progress_fn=progress)
+    else:
+        out = prepare_out_dir(args, config.env)
+        module.run(config, out, seeds=seeds, progress_fn=progress)
     _print_wall_clock(out)
-    print(f"done: {out}/ (summary.md, metrics.csv, timing.csv, curves.png, {algo}.yaml, {algo}_params_seed*.pkl)",
-          flush=True)
+    checkpoints = ", checkpoints/" if agents.checkpointed(algo) else ""
+    print(f"done: {out}/ (summary.md, metrics.csv, timing.csv, curves.png, {algo}.yaml, {algo}_params_seed*.pkl"
+          f"{checkpoints})", flush=True)
     return 0
 
 
