@@ -40,6 +40,7 @@ from typing import Any, Callable, Iterator, Sequence
 import jax
 import numpy as np
 from brax.envs.base import Env
+from brax.training.acme import running_statistics
 from brax.training.agents.ppo import networks as ppo_networks
 from brax.training.agents.ppo import train as brax_ppo
 
@@ -75,6 +76,14 @@ class PPOSettings:
       entropy_cost: weight of the entropy bonus. MJX tutorial: 1e-3.
       gae_lambda: GAE's lambda. brax's default, 0.95 (the MJX tutorial keeps it).
       normalize_observations: running mean/std normalisation of observations. MJX tutorial: True.
+      observation_clip: None (the default): the normalised observations reach the networks unclipped, as
+        brax's trainer gives them; a number: clipped to [-observation_clip, observation_clip]
+        (`observation_preprocessor`; SB3's VecNormalize uses 10). An entry constant so far (a force that was 0)
+        has brax's std floor of 1e-6, so its first nonzero value reaches the rollout's policy at up to 1e7, but
+        the losses at only about sqrt(transitions so far): brax updates the statistics with the batch before
+        its Adam steps. TRPO needs the clip (`mjx_dacer.trpo.TRPOSettings`); for PPO, 10 against None on
+        InvertedDoublePendulum-v5, 4 seeds x 300 iterations, made no difference beyond the seeds' spread and
+        no value loss above 100 either way (results/ppo_observation_clip_cpu.md), so brax's behaviour stays.
     """
 
     transitions_per_iteration: int = 2_000
@@ -85,6 +94,7 @@ class PPOSettings:
     entropy_cost: float = 1e-3
     gae_lambda: float = 0.95
     normalize_observations: bool = True
+    observation_clip: float | None = None
 
 
 def check(config: Config, settings: PPOSettings = PPOSettings()) -> None:
@@ -133,11 +143,27 @@ def brax_arguments(config: Config, settings: PPOSettings, episode_length: int) -
     }
 
 
-def network_factory(config: Config) -> Callable:
-    """brax's `make_ppo_networks` with the config's widths and activation (tanh-Gaussian policy, value MLP)."""
-    return functools.partial(ppo_networks.make_ppo_networks, policy_hidden_layer_sizes=tuple(config.hidden_sizes),
+def observation_preprocessor(settings) -> Callable:
+    """(observations, normaliser state) -> the networks' inputs, for settings with normalize_observations and
+    observation_clip (`PPOSettings`, `mjx_dacer.trpo.TRPOSettings`): brax's running normalisation clipped to
+    +-observation_clip (unclipped for None), or the identity without normalisation."""
+    if not settings.normalize_observations:
+        return lambda observations, _: observations
+    return functools.partial(running_statistics.normalize, max_abs_value=settings.observation_clip)
+
+
+def network_factory(config: Config, preprocess_observations_fn: Callable | None = None) -> Callable:
+    """brax's `make_ppo_networks` with the config's widths and activation (tanh-Gaussian policy, value MLP).
+
+    With `preprocess_observations_fn` (an `observation_preprocessor`), the networks use it in place of the
+    one their caller passes: brax's trainer passes its own normaliser, unclipped.
+    """
+    make = functools.partial(ppo_networks.make_ppo_networks, policy_hidden_layer_sizes=tuple(config.hidden_sizes),
                              value_hidden_layer_sizes=tuple(config.critic_hidden_sizes),
                              activation=ACTIVATION_FNS[config.activation])
+    if preprocess_observations_fn is None:
+        return make
+    return lambda *args, **kwargs: make(*args, **{**kwargs, "preprocess_observations_fn": preprocess_observations_fn})
 
 
 def _device_put_replicated(tree, devices):
@@ -173,7 +199,8 @@ def algorithm(config: Config, env: Env, settings: PPOSettings = PPOSettings()) -
     def train(seeds: Sequence[int], progress: on_policy.ProgressFn):
         (seed,) = seeds  # brax's trainer takes one seed
         with _brax_jax_compat():
-            _, params, _ = brax_ppo.train(environment=env, seed=seed, network_factory=network_factory(config),
+            _, params, _ = brax_ppo.train(environment=env, seed=seed,
+                                          network_factory=network_factory(config, observation_preprocessor(settings)),
                                           progress_fn=lambda env_steps, metrics: progress(env_steps, [metrics]),
                                           **arguments)
         return [params]
@@ -205,4 +232,5 @@ def run(config: Config, out: str | pathlib.Path, *, seeds: int | Sequence[int] =
                          progress_fn=progress_fn)
 
 
-__all__ = ["PPOSettings", "SETTINGS_FILE", "algorithm", "brax_arguments", "check", "network_factory", "run"]
+__all__ = ["PPOSettings", "SETTINGS_FILE", "algorithm", "brax_arguments", "check", "network_factory",
+           "observation_preprocessor", "run"]

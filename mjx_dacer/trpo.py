@@ -55,7 +55,7 @@ from jax.flatten_util import ravel_pytree
 
 from mjx_dacer import on_policy, sinks
 from mjx_dacer.config import Config, ConfigError
-from mjx_dacer.ppo import network_factory
+from mjx_dacer.ppo import network_factory, observation_preprocessor
 
 # metrics.csv's columns after the evaluation's -> the epoch means this trainer reports.
 _COLUMNS = {
@@ -145,15 +145,6 @@ def check(config: Config, settings: TRPOSettings = TRPOSettings()) -> None:
                           f"value_minibatch_transitions ({settings.value_minibatch_transitions})")
 
 
-def observation_preprocessor(settings: TRPOSettings) -> Callable:
-    """(observations, normaliser state) -> the networks' inputs: brax's running normalisation, clipped to
-    +-observation_clip; the identity without normalisation. Pass it to `ppo.network_factory(config)(...,
-    preprocess_observations_fn=...)` to run a saved TRPO policy."""
-    if not settings.normalize_observations:
-        return lambda observations, _: observations
-    return functools.partial(running_statistics.normalize, max_abs_value=settings.observation_clip)
-
-
 def gaussian_kl(old: jax.Array, new: jax.Array, policy_distribution: distribution.NormalTanhDistribution) -> jax.Array:
     """KL(π_old(.|s) || π_new(.|s)) for each state: (..., 2A) policy outputs -> (...).
 
@@ -235,8 +226,7 @@ def algorithm(config: Config, env: Env, settings: TRPOSettings = TRPOSettings())
     # so that it runs vmapped over the seeds: the Evaluator class holds one seed's key and compiles per instance.
     eval_env = brax_envs.training.EvalWrapper(
         brax_envs.training.wrap(env, episode_length=env.episode_length, action_repeat=1))
-    networks = network_factory(config)(env.observation_size, env.action_size,
-                                       preprocess_observations_fn=observation_preprocessor(settings))
+    networks = network_factory(config, observation_preprocessor(settings))(env.observation_size, env.action_size)
     make_policy = ppo_networks.make_inference_fn(networks)
     policy_distribution = networks.parametric_action_distribution
     value_optimizer = optax.adam(config.lr_critic)

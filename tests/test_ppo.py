@@ -85,6 +85,24 @@ def test_cli_writes_a_run_directory_the_readers_understand(cli_run):
     assert "Wall clock: " in (out / "summary.md").read_text()
 
 
+def test_the_saved_params_load_with_the_readme_recipe(cli_run):
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+    from brax.io import model
+    from brax.training.agents.ppo import networks as ppo_networks
+
+    out, _ = cli_run
+    params = model.load_params(str(out / "ppo_params_seed0.pkl"))
+    normalizer = params[0]
+    assert int(normalizer.count) == 2 * ppo.PPOSettings().transitions_per_iteration  # both iterations' observations
+    networks = ppo.network_factory(ppo_config(**TINY), ppo.observation_preprocessor(ppo.PPOSettings()))(2, 2)
+    policy = ppo_networks.make_inference_fn(networks)(params, deterministic=True)
+    action, _ = policy(jnp.zeros((4, 2)), jax.random.PRNGKey(0))
+    assert action.shape == (4, 2) and np.all(np.abs(action) <= 1)
+    assert "observation_clip: null" in (out / "ppo.yaml").read_text()
+
+
 def test_refused_options_exit_2_and_write_nothing(cli_run, tmp_path, capsys):
     out, _ = cli_run
     before = sorted(p.name for p in out.iterdir())
@@ -113,6 +131,32 @@ def test_check_refuses_what_brax_cannot_run_exactly():
                               ({"num_envs": 30}, "multiple of num_envs")]:
         with pytest.raises(ConfigError, match=fragment):
             ppo.check(ppo_config(**changes), settings)
+
+
+def test_the_networks_see_the_normalised_observations_clipped():
+    """brax's trainer hands the networks its unclipped normaliser; `network_factory` with an
+    `observation_preprocessor` puts PPOSettings.observation_clip in its place. An entry constant so far
+    (std at brax's floor, 1e-6) that moves to 10 normalises to 1e7 and must reach the networks as 10."""
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+    from brax.training.acme import running_statistics, specs
+
+    stats = running_statistics.init_state(specs.Array((3,), jnp.dtype("float32")))  # mean 0, std 1
+    constant_so_far = stats.replace(std=jnp.array([1e-6, 1.0, 1.0]))
+    observation = jnp.array([[10.0, 0.5, -0.5]])
+    clipped = ppo.network_factory(ppo_config(), ppo.observation_preprocessor(ppo.PPOSettings(observation_clip=10)))
+    unclipped = ppo.network_factory(ppo_config(), ppo.observation_preprocessor(ppo.PPOSettings()))  # brax's
+    outputs = {}
+    for name, factory in (("clipped", clipped), ("unclipped", unclipped)):
+        networks = factory(3, 2, preprocess_observations_fn=running_statistics.normalize)  # what brax passes
+        params = networks.policy_network.init(jax.random.PRNGKey(0))
+        outputs[name] = [networks.policy_network.apply(s, params, observation) for s in (constant_so_far, stats)]
+    # Clipped, the entry at 1e7 acts as the entry at 10 with unit statistics; unclipped, it does not.
+    np.testing.assert_array_equal(*outputs["clipped"])
+    assert np.abs(outputs["unclipped"][0] - outputs["unclipped"][1]).max() > 1
+    assert ppo.observation_preprocessor(ppo.PPOSettings(normalize_observations=False))(observation, stats) is \
+        observation
 
 
 def test_brax_arguments_give_exact_epochs():

@@ -304,8 +304,7 @@ def test_trpo_trains_hopper_and_brax_loads_its_policy(tmp_path):
 
     config = load_config("hopper", {**agents.defaults("trpo"), "algo": "trpo", "hidden_sizes": "8,8",
                                     "critic_hidden_sizes": "8,8"})
-    networks = network_factory(config)(11, 3, preprocess_observations_fn=trpo.observation_preprocessor(
-        trpo.TRPOSettings()))
+    networks = network_factory(config, trpo.observation_preprocessor(trpo.TRPOSettings()))(11, 3)  # README's recipe
     params = model.load_params(str(out / "trpo_params_seed0.pkl"))
     policy = ppo_networks.make_inference_fn(networks)(params, deterministic=True)
     action, _ = policy(jnp.zeros((4, 11)), jax.random.PRNGKey(0))
