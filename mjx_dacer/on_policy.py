@@ -16,7 +16,7 @@ beside DACER runs:
       curves.png, summary.md   `sinks.ReportSink`
       ALGO_params_seed{s}.pkl  brax's (normalizer, policy, value) params of seed s, in the pickle of
                                `brax.io.model.save_params`, written atomically after training (and with
-                               every checkpoint); `mjx-dacer eval` does not read them
+                               every checkpoint)
       checkpoints/N/           an algorithm with a `Program` (TRPO): the whole training state of every
                                seed after N epochs, with the rows so far (`checkpoint.Checkpointer`)
 
@@ -327,6 +327,17 @@ def _drive(algo: Algorithm, config: Config, run_dir: RunDir, spec: RunSpec, reco
                                  resume_dir=run_dir.path)
 
 
+def restore(checkpointer: Checkpointer, algo: Algorithm, config: Config, spec: RunSpec,
+            prune: bool = True) -> Restored:
+    """The newest usable checkpoint of a `Program`'s run: the state of all its seeds (`spec.seeds`), as saved.
+
+    prune: delete newer unusable checkpoints (a resuming run must; a reader such as `mjx-dacer eval` must not).
+    Raises CheckpointError if none is usable.
+    """
+    seeds = [config.seed + s for s in spec.seeds]
+    return checkpointer.restore(jax.eval_shape(lambda: algo.program.init(seeds)), prune=prune)
+
+
 def _check_settings(run_dir: RunDir, algo: Algorithm) -> None:
     """A resumed run must go on with the settings it was started with (NAME.yaml)."""
     path = run_dir.path / f"{algo.name}.yaml"
@@ -372,8 +383,7 @@ def run(config: Config, out: str | pathlib.Path, algorithm: Callable[[Config, En
                               "cannot continue a run exactly; start a new run with --out")
         _check_settings(run_dir, algo)
         checkpointer = Checkpointer(run_dir.path)
-        restored = checkpointer.restore(jax.eval_shape(lambda: algo.program.init(
-            [config.seed + s for s in spec.seeds])))
+        restored = restore(checkpointer, algo, config, spec)
         for line in restored.skipped:
             progress_fn(f"warning: {line} is unusable, skipped")
         run_dir.write_config(config, spec)  # only now, with a usable checkpoint: a longer run records its length
@@ -416,4 +426,4 @@ def run(config: Config, out: str | pathlib.Path, algorithm: Callable[[Config, En
 
 
 __all__ = ["Algorithm", "EVAL_COLUMNS", "KeepMetricKeys", "Program", "ProgressFn", "check_config",
-           "evaluation_row", "params_path", "progress_line", "run"]
+           "evaluation_row", "params_path", "progress_line", "restore", "run"]

@@ -53,7 +53,7 @@ from mjx_dacer.artifact_io import checksums, write_atomically
 from mjx_dacer.config import Config, from_dict, to_dict
 from mjx_dacer.agents import make_agent
 from mjx_dacer.errors import PolicyFileError
-from mjx_dacer.policy_runtime import Policy, PolicyParams, policy_action
+from mjx_dacer.policy_runtime import Policy, PolicyParams, RunPolicy, policy_action
 
 FORMAT = "mjx_dacer.policy"
 VERSION = 1
@@ -256,5 +256,5 @@ def load_policy(path: PathLike, run: int = 0, deterministic: bool = True, seed: 
     )
 
 
-__all__ = ["FILENAME", "FORMAT", "VERSION", "Policy", "PolicyParams", "artifact_path", "load_policy",
+__all__ = ["FILENAME", "FORMAT", "VERSION", "Policy", "PolicyParams", "RunPolicy", "artifact_path", "load_policy",
            "policy_action", "read_artifact", "save_policy"]

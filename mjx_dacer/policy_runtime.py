@@ -1,8 +1,10 @@
 """A trained policy at run time: the agent's structure, one run's parameters, a compiled step. No file IO.
 
-`mjx_dacer.policy` reads and writes the artifact file and builds a `Policy`
-from it (`load_policy`); this module only acts. Both names are importable
-from `mjx_dacer.policy`.
+`RunPolicy` is what every run's policy offers (`mjx-dacer eval` needs no
+more); `Policy` is the shared program's agents' (DACER, SAC, DSAC-T, TD3,
+DDPG). `mjx_dacer.policy` reads and writes the artifact file and builds a
+`Policy` from it (`load_policy`); `mjx_dacer.brax_policy` builds PPO's and
+TRPO's. This module only acts. Its names are importable from `mjx_dacer.policy`.
 """
 
 from __future__ import annotations
@@ -55,30 +57,35 @@ def _compiled_step(agent: Agent, deterministic: bool):
     return jax.jit(step)
 
 
-class Policy:
-    """One run's trained policy: numpy observation in, numpy action in [-1, 1] out.
+class RunPolicy:
+    """One run's trained policy, whatever trained it: numpy observation in, numpy action in [-1, 1] out.
 
-    Each call splits the internal key into (next key, chain key) and samples the
-    reverse chain with the chain key, so a fresh Policy with the same seed
+    `Policy` (the diffusion and actor-critic policies of `policy.msgpack`) and
+    `mjx_dacer.brax_policy.BraxPolicy` (PPO's and TRPO's) share this: a compiled
+    step(params, obs (N, S), key) -> (actions (N, A), next key), and `act`, the
+    pure function behind it for jitted code. Each call splits the internal key
+    into (next key, action key), so a fresh policy with the same seed
     reproduces the same actions.
 
     Attributes:
-      agent: the agent structure (`config.algo`; sizes S = obs_size, A = action_size, network widths).
-      params: `PolicyParams` of this run.
+      params: this run's parameters (an argument of `act`, not a constant).
       config: the run's Config; env_name is config.env.
-      run, num_runs, label, seed: which of the artifact's B runs this is, its grid point label
+      obs_size, action_size: S and A of the task.
+      run, num_runs, label, seed: which of the run directory's B runs this is, its grid point label
         and its training seed.
-      iteration: training iterations done when the artifact was written.
-      deterministic: True: a0 of the chain (evaluation); False: Eq. 16's behaviour noise added.
+      iteration: training iterations done when these parameters were saved.
+      deterministic: True: the policy's deterministic action (evaluation); False: its behaviour noise added.
       key: the current PRNG key.
     """
 
-    def __init__(self, agent: Agent, params: PolicyParams, config: Config, run: int, label: str, seed: int,
-                 iteration: int, num_runs: int, deterministic: bool = True, key_seed: int = 0):
-        self.agent = agent
+    def __init__(self, step, params: Any, config: Config, obs_size: int, action_size: int, run: int, label: str,
+                 seed: int, iteration: int, num_runs: int, deterministic: bool, key_seed: int):
+        self._step = step
         self.params = params
         self.config = config
         self.env_name = config.env
+        self.obs_size = int(obs_size)
+        self.action_size = int(action_size)
         self.run = run
         self.label = label
         self.seed = seed
@@ -86,19 +93,10 @@ class Policy:
         self.num_runs = num_runs
         self.deterministic = bool(deterministic)
         self.key = jax.random.PRNGKey(key_seed)
-        self._step = _compiled_step(agent, self.deterministic)
 
-    @property
-    def obs_size(self) -> int:
-        return self.agent.obs_size
-
-    @property
-    def action_size(self) -> int:
-        return self.agent.action_size
-
-    def act(self, params: PolicyParams, obs: jax.Array, key: jax.Array) -> jax.Array:
+    def act(self, params: Any, obs: jax.Array, key: jax.Array) -> jax.Array:
         """The pure function behind `__call__`, for use inside jitted code: obs (N, S) -> (N, A)."""
-        return policy_action(self.agent, self.deterministic, params, obs, key)
+        raise NotImplementedError
 
     def __call__(self, obs: Any) -> np.ndarray:
         """obs (S,) -> action (A,), or (N, S) -> (N, A); float32 in [-1, 1]."""
@@ -112,8 +110,26 @@ class Policy:
 
     def __repr__(self) -> str:
         mode = "deterministic" if self.deterministic else "behaviour"
-        return (f"Policy({self.env_name}, run {self.run}/{self.num_runs} '{self.label}' seed {self.seed}, "
-                f"iteration {self.iteration}, {mode})")
+        return (f"{type(self).__name__}({self.env_name}, {self.config.algo}, run {self.run}/{self.num_runs} "
+                f"'{self.label}' seed {self.seed}, iteration {self.iteration}, {mode})")
 
 
-__all__ = ["Policy", "PolicyParams", "policy_action"]
+class Policy(RunPolicy):
+    """One run of a `policy.msgpack` (DACER and the off-policy baselines), as a `RunPolicy`.
+
+    deterministic: True: a0 of the chain (DACER) or the actor's mode (evaluation); False: the behaviour
+    noise added (DACER: Eq. 16's, scaled by the run's alpha). `agent` is the agent structure (`config.algo`;
+    its sizes and network widths); `params` its `PolicyParams`.
+    """
+
+    def __init__(self, agent: Agent, params: PolicyParams, config: Config, run: int, label: str, seed: int,
+                 iteration: int, num_runs: int, deterministic: bool = True, key_seed: int = 0):
+        self.agent = agent
+        super().__init__(_compiled_step(agent, bool(deterministic)), params, config, agent.obs_size,
+                         agent.action_size, run, label, seed, iteration, num_runs, deterministic, key_seed)
+
+    def act(self, params: PolicyParams, obs: jax.Array, key: jax.Array) -> jax.Array:
+        return policy_action(self.agent, self.deterministic, params, obs, key)
+
+
+__all__ = ["Policy", "PolicyParams", "RunPolicy", "policy_action"]

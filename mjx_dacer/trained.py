@@ -13,8 +13,9 @@ from typing import Any
 
 import jax
 
+from mjx_dacer import agents
 from mjx_dacer.agent import Agent
-from mjx_dacer.config import Config, HParams
+from mjx_dacer.config import Config, ConfigError, HParams
 from mjx_dacer.errors import CheckpointError
 from mjx_dacer.rundir import RunDir, RunSpec
 
@@ -48,13 +49,17 @@ class TrainedRun:
 def load(path: str | pathlib.Path) -> TrainedRun:
     """The newest usable checkpoint of run directory `path`, as a `TrainedRun`.
 
-    Raises ConfigError if `path` is not a run directory and CheckpointError if
-    it has no usable checkpoint.
+    Raises ConfigError if `path` is not a run directory of the shared program
+    (a PPO or TRPO run is not) and CheckpointError if it has no usable checkpoint.
     """
     from mjx_dacer.checkpoint import Checkpointer
     from mjx_dacer.train import make_train
 
     run_dir, config, spec = RunDir.open(path)
+    if agents.on_policy(config.algo):
+        raise ConfigError(f"{path} is a {config.algo} run: its policies are brax's networks "
+                          f"({config.algo}_params_seed*.pkl), not the shared program's agent this reads; "
+                          "mjx-dacer eval, table and plot read it")
     if not run_dir.has_checkpoint():
         raise CheckpointError(f"{path} has no checkpoints: the critics are saved only there "
                               "(train it again, or keep its checkpoints/)")

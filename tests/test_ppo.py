@@ -103,11 +103,47 @@ def test_the_saved_params_load_with_the_readme_recipe(cli_run):
     assert "observation_clip: null" in (out / "ppo.yaml").read_text()
 
 
+def test_eval_evaluates_the_saved_policy_as_brax_loads_it(cli_run, tmp_path, capsys):
+    """`mjx-dacer eval` on a PPO run: seed 0's ppo_params pickle (iteration 2: brax saves it at the end), acting
+    as the README's recipe does; a run directory without it, or with it damaged, gets one line and exit 2."""
+    import shutil
+
+    import jax
+    import numpy as np
+    from brax.io import model
+    from brax.training.agents.ppo import networks as ppo_networks
+
+    from mjx_dacer import brax_policy
+
+    out, _ = cli_run
+    policy = brax_policy.load(out)
+    assert (policy.iteration, policy.seed, policy.num_runs, policy.config.algo) == (2, 0, 1, "ppo")
+    saved = model.load_params(str(out / "ppo_params_seed0.pkl"))
+    networks = ppo.network_factory(ppo_config(**TINY), ppo.observation_preprocessor(ppo.PPOSettings()))(2, 2)
+    recipe = ppo_networks.make_inference_fn(networks)(saved, deterministic=True)
+    obs = np.random.default_rng(0).normal(scale=3.0, size=(6, 2)).astype(np.float32)
+    np.testing.assert_allclose(policy(obs), recipe(obs, jax.random.PRNGKey(1))[0], rtol=1e-6, atol=1e-6)
+
+    assert main(["eval", str(out), "--episodes", "3"]) == 0
+    printed = capsys.readouterr().out
+    assert f"MultiGoal-v0 ppo policy from {out}: iteration 2, 1 of 1 run(s); backends: mjx" in printed
+    row = printed.splitlines()[-1].split()  # backend episodes mean +- std min max length
+    assert row[:2] == ["mjx", "3"] and float(row[2]) < 0 and 0 < float(row[-1]) <= 100, printed
+
+    broken = tmp_path / "broken"
+    shutil.copytree(out, broken)
+    (broken / "ppo_params_seed0.pkl").write_bytes(b"not a pickle")
+    assert_refused(capsys, ["eval", broken], "ppo_params_seed0.pkl is damaged")
+    (broken / "ppo_params_seed0.pkl").unlink()
+    assert_refused(capsys, ["eval", broken], "has no ppo_params_seed0.pkl: seed 0's training did not finish")
+    assert_refused(capsys, ["eval", out, "--run", 1], "run 1 does not exist")
+
+
 def test_refused_options_exit_2_and_write_nothing(cli_run, tmp_path, capsys):
     out, _ = cli_run
     before = sorted(p.name for p in out.iterdir())
     assert_refused(capsys, ["train", "--resume", out], "writes no checkpoints")
-    assert_refused(capsys, ["eval", out], "is a ppo run")
+    assert_refused(capsys, ["export", out], "is a ppo run")
     assert sorted(p.name for p in out.iterdir()) == before
 
     target = tmp_path / "new"

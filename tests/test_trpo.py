@@ -237,7 +237,7 @@ def test_the_run_directory_is_read_by_table_and_refuses_what_trpo_cannot_do(mult
                            (["train", "--resume", out, *sets({"lr_critic": 1e-3})], "keeps its config"),
                            (["train", "--resume", out, *sets({"total_iterations": 25})], "multiple of eval_interval"),
                            (["train", "--resume", out, "--seeds", 3], "has 2 seed(s)"),
-                           (["eval", out], "is a trpo run"),
+                           (["export", out], "is a trpo run"),
                            (["sweep", *base, "--grid", "lr_critic=1e-4,3e-4"], "--grid"),
                            (["train", *base, "--on-divergence", "drop"], "--on-divergence"),
                            (["train", *base, *sets({"num_envs": 30})], "multiple of num_envs")]:
@@ -246,6 +246,43 @@ def test_the_run_directory_is_read_by_table_and_refuses_what_trpo_cannot_do(mult
         assert code == 2 and err.startswith("mjx-dacer: error: ") and fragment in err, (args, err)
         assert len(err.strip().splitlines()) == 1, err
     assert sorted(p.name for p in out.iterdir()) == before and not target.exists()
+
+
+def test_eval_evaluates_each_seed_from_the_newest_checkpoint(multigoal_run):
+    """`mjx-dacer eval` on a TRPO run: each seed's policy from the newest checkpoint (iteration 20), equal to its
+    trpo_params pickle and acting as the README's recipe does; its deterministic episodes in the MJX task return
+    about what the run's own last evaluation did (other initial states: -145.9 and -131.4 there, within 6 in a
+    measured run)."""
+    from brax.io import model
+    from brax.training.agents.ppo import networks as ppo_networks
+
+    from mjx_dacer import brax_policy
+    from mjx_dacer.ppo import network_factory
+
+    out, _ = multigoal_run
+    networks = network_factory(trpo_config(hidden_sizes="16,16", critic_hidden_sizes="16,16"),
+                               trpo.observation_preprocessor(trpo.TRPOSettings()))(2, 2)
+    obs = np.random.default_rng(0).normal(scale=3.0, size=(6, 2)).astype(np.float32)
+    for run in (0, 1):
+        policy = brax_policy.load(out, run=run)
+        assert (policy.iteration, policy.seed, policy.num_runs, policy.label) == (20, run, 2, "default")
+        saved = model.load_params(str(out / f"trpo_params_seed{run}.pkl"))
+        assert jax.tree.structure(saved) == jax.tree.structure(policy.params)
+        for restored, pickled in zip(jax.tree.leaves(policy.params), jax.tree.leaves(saved)):
+            np.testing.assert_array_equal(restored, pickled)
+        recipe = ppo_networks.make_inference_fn(networks)(saved, deterministic=True)
+        np.testing.assert_allclose(policy(obs), recipe(obs, jax.random.PRNGKey(1))[0], rtol=1e-6, atol=1e-6)
+
+    result = cli("eval", out, "--all-runs", "--episodes", 10)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"MultiGoal-v0 trpo policy from {out}: iteration 20, 2 of 2 run(s)" in result.stdout
+    with (out / "metrics.csv").open() as f:
+        last = {r["seed"]: r for r in csv.DictReader(f) if r["iteration"] == "20"}
+    rows = [line.split() for line in result.stdout.splitlines()[-2:]]  # run label seed backend episodes mean ...
+    assert [row[:5] for row in rows] == [[s, "default", s, "mjx", "10"] for s in ("0", "1")], result.stdout
+    for row in rows:
+        mean, length = float(row[5]), float(row[-1])
+        assert abs(mean - float(last[row[2]]["eval_return"])) < 40 and length < 15, (row, last[row[2]])
 
 
 def test_a_run_stopped_by_sigint_resumes_exactly_and_can_be_made_longer(multigoal_run, tmp_path):
@@ -269,6 +306,8 @@ def test_a_run_stopped_by_sigint_resumes_exactly_and_can_be_made_longer(multigoa
            f"{out}" in err, err
     assert (out / "trpo_params_seed0.pkl").is_file() and (out / "trpo_params_seed1.pkl").is_file()
     assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["1"]
+    from mjx_dacer import brax_policy
+    assert brax_policy.load(out, run=1).iteration == 10  # what eval evaluates: the checkpoint's policy
 
     result = cli("train", "--resume", out, *sets({"total_iterations": 30}))
     assert result.returncode == 0, result.stdout + result.stderr
@@ -309,3 +348,12 @@ def test_trpo_trains_hopper_and_brax_loads_its_policy(tmp_path):
     policy = ppo_networks.make_inference_fn(networks)(params, deterministic=True)
     action, _ = policy(jnp.zeros((4, 11)), jax.random.PRNGKey(0))
     assert action.shape == (4, 3) and np.all(np.abs(action) <= 1)
+
+    # mjx-dacer eval runs it in the MJX task and in Gymnasium's C-MuJoCo Hopper-v5 (as for DACER runs).
+    result = cli("eval", out, "--backend", "both", "--episodes", 2)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Hopper-v5 trpo policy" in result.stdout and "iteration 1," in result.stdout
+    table = result.stdout.splitlines()[-2:]
+    assert table[0].startswith("mjx") and table[1].startswith("gymnasium"), result.stdout
+    for row in table:
+        assert 0 < float(row.split()[2]) < 1000, row  # a barely trained hopper falls, about 1 per step until then

@@ -6,9 +6,12 @@ same policy, step by step on the host, in Gymnasium's own v5 environment with
 its TimeLimit. Similar returns mean the policy does not exploit anything
 particular to the MJX port and works in the standard simulator.
 
-Both backends evaluate deterministic episodes (the chain's a0, no Eq. 16
-noise). `add_arguments` and `run` are what `mjx_dacer.cli` wires in as the
-`eval` subcommand.
+Both backends evaluate deterministic episodes: the chain's a0 without Eq. 16's
+noise (DACER), the actor's mode (SAC, DSAC-T, TD3, DDPG), the tanh of the
+Gaussian's mean (PPO, TRPO). A run of the shared program is read from its
+policy.msgpack (`mjx_dacer.policy`); a PPO or TRPO run from brax's params
+(`mjx_dacer.brax_policy`). `add_arguments` and `run` are what `mjx_dacer.cli`
+wires in as the `eval` subcommand.
 Heavy imports (JAX, MJX, Gymnasium) happen inside `run`, so building the
 CLI parser stays fast.
 """
@@ -27,14 +30,15 @@ BACKENDS = ("mjx", "gymnasium", "both")
 VIDEO_SUFFIXES = (".mp4", ".gif")
 
 DESCRIPTION = (
-    "Evaluate a trained policy (RUN_DIR/policy.msgpack) with deterministic episodes in the MJX environment "
-    "it was trained in and in Gymnasium's C-MuJoCo v5 environment, and print the returns side by side."
+    "Evaluate a trained policy (RUN_DIR/policy.msgpack; PPO's and TRPO's brax params) with deterministic episodes "
+    "in the MJX environment it was trained in and in Gymnasium's C-MuJoCo v5 environment, and print the returns "
+    "side by side."
 )
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("run_dir", type=pathlib.Path, metavar="RUN_DIR",
-                        help="run directory of `mjx-dacer train` / `sweep` (or a policy.msgpack file)")
+                        help="run directory of `mjx-dacer train` / `sweep`, any --algo (or a policy.msgpack file)")
     parser.add_argument("--episodes", type=int, default=10, metavar="N",
                         help="deterministic episodes per backend and run (default: 10)")
     parser.add_argument("--backend", choices=BACKENDS, default=None,
@@ -120,8 +124,8 @@ def _has_gymnasium_version(env_name: str) -> bool:
     return env_name in gymnasium.envs.registry
 
 
-def _refuse_on_policy(path: pathlib.Path) -> None:
-    """A ppo or trpo run directory holds brax's params, not policy.msgpack: a one-line ConfigError saying so."""
+def _is_on_policy(path: pathlib.Path) -> bool:
+    """Whether `path` is the run directory of an on-policy algorithm (PPO, TRPO), whose policies are brax's params."""
     import yaml
 
     from mjx_dacer import agents
@@ -130,15 +134,17 @@ def _refuse_on_policy(path: pathlib.Path) -> None:
     try:
         values = yaml.safe_load(config.read_text()) if config.is_file() else None
     except yaml.YAMLError:
-        return  # not a run directory this check can read: load_policy names the problem
+        return False  # not a run directory this check can read: load_policy names the problem
     algo = values.get("algo") if isinstance(values, dict) else None
-    if isinstance(algo, str) and algo in agents.names() and agents.on_policy(algo):
-        raise ConfigError(f"{path} is a {algo} run: its policies are brax's params ({algo}_params_seed*.pkl, "
-                          "brax.io.model.load_params), which mjx-dacer eval does not read; it evaluates the "
-                          "policy.msgpack of the algorithms trained by the shared program")
+    return isinstance(algo, str) and algo in agents.names() and agents.on_policy(algo)
 
 
 def _load(path: pathlib.Path, run: int, seed: int):
+    """Run `run` of `path` as a deterministic `RunPolicy`, whichever kind of run wrote it."""
+    if _is_on_policy(path):
+        from mjx_dacer import brax_policy
+
+        return brax_policy.load(path, run=run, deterministic=True, seed=seed)
     from mjx_dacer.policy import load_policy
 
     try:
@@ -166,7 +172,6 @@ def run(args: argparse.Namespace) -> int:
     if not args.all_runs and args.run < 0:
         raise ConfigError(f"--run must be >= 0, got {args.run}")
 
-    _refuse_on_policy(args.run_dir)
     # mjx_dacer.envs first: it picks the headless OpenGL backend before mujoco is imported.
     from mjx_dacer import envs
 
@@ -174,7 +179,7 @@ def run(args: argparse.Namespace) -> int:
     backends = _backends(args.backend, first.env_name)
     runs = range(first.num_runs) if args.all_runs else [first.run]
     config = first.config
-    print(f"{config.env} policy from {args.run_dir}: iteration {first.iteration}, "
+    print(f"{config.env} {config.algo} policy from {args.run_dir}: iteration {first.iteration}, "
           f"{len(runs)} of {first.num_runs} run(s); backends: {', '.join(backends)}", flush=True)
 
     import jax
