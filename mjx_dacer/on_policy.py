@@ -11,7 +11,8 @@ beside DACER runs:
     RUN_DIR/
       config.yaml              the Config (algo: ppo or trpo), seeds and grid (`RunDir.create`)
       ALGO.yaml                the algorithm's own settings and what its trainer was given
-      metrics.csv, tb/         one row per evaluation point and seed (`sinks.CsvSink`, `sinks.TensorBoardSink`)
+      metrics.csv, tb/         one row per evaluation point and seed (`sinks.CsvSink`, `sinks.TensorBoardSink`;
+                               with `track`, W&B too: `sinks.WandbSink`)
       timing.csv               the wall clock of the seeds trained together at each evaluation point
       curves.png, summary.md   `sinks.ReportSink`
       ALGO_params_seed{s}.pkl  brax's (normalizer, policy, value) params of seed s, in the pickle of
@@ -348,7 +349,8 @@ def _check_settings(run_dir: RunDir, algo: Algorithm) -> None:
 
 
 def run(config: Config, out: str | pathlib.Path, algorithm: Callable[[Config, Env], Algorithm], *,
-        seeds: int | Sequence[int] = 1, progress_fn: sinks.ProgressFn = print, resume: bool = False) -> list[dict]:
+        seeds: int | Sequence[int] = 1, progress_fn: sinks.ProgressFn = print, resume: bool = False,
+        track: str | None = None) -> list[dict]:
     """Train an on-policy algorithm for each seed (one after another or together) and write the run directory `out`.
 
     Args:
@@ -359,6 +361,8 @@ def run(config: Config, out: str | pathlib.Path, algorithm: Callable[[Config, En
       seeds: how many seeds (0..N-1), or which; seed s trains with seed config.seed + s. With `resume`: the run's.
       progress_fn: receives every progress line.
       resume: go on from the newest usable checkpoint in `out`, exactly as if the run had not stopped.
+      track: None, or a Weights & Biases project: one W&B run per seed (`sinks.WandbSink`, as the shared
+        program's runs; a resumed run continues them); needs wandb, checked before anything is written.
     Returns:
       metrics.csv's rows: one dict per evaluation point and seed (with `resume`, those before it too).
     Raises:
@@ -367,6 +371,7 @@ def run(config: Config, out: str | pathlib.Path, algorithm: Callable[[Config, En
         stopped a `Program` after its epoch in progress.
     """
     out = pathlib.Path(out)
+    sinks.check_tracking_available(track)
     if resume:
         run_dir, stored, spec = RunDir.open(out)
         config = resumed_config(stored, config)
@@ -395,6 +400,8 @@ def run(config: Config, out: str | pathlib.Path, algorithm: Callable[[Config, En
         sinks.CsvSink(run_dir), sinks.TensorBoardSink(run_dir),
         sinks.ReportSink(run_dir, f"{algo.name.upper()} on {config.env}", config.total_iterations),
     ]
+    if track is not None:
+        outputs.append(sinks.WandbSink(track, run_dir, config, spec))
     for sink in outputs:  # a resume drops the rows written after its checkpoint
         sink.start(restored.rows if restored else [], restored.timing if restored else [])
     per_seed = config.total_iterations // config.eval_interval + 1  # + the untrained policy's

@@ -212,7 +212,8 @@ def algorithm(config: Config, env: Env, settings: PPOSettings = PPOSettings()) -
 
 
 def run(config: Config, out: str | pathlib.Path, *, seeds: int | Sequence[int] = 1,
-        settings: PPOSettings = PPOSettings(), progress_fn: sinks.ProgressFn = print) -> list[dict]:
+        settings: PPOSettings = PPOSettings(), progress_fn: sinks.ProgressFn = print,
+        track: str | None = None) -> list[dict]:
     """Train PPO (brax's trainer) for each seed, one after another, and write the run directory `out`.
 
     Args:
@@ -221,6 +222,7 @@ def run(config: Config, out: str | pathlib.Path, *, seeds: int | Sequence[int] =
       seeds: how many seeds (0..N-1), or which; seed s trains with brax's seed config.seed + s.
       settings: the PPO-only settings.
       progress_fn: receives every progress line.
+      track: None, or a W&B project: one W&B run per seed (`on_policy.run`).
     Returns:
       metrics.csv's rows: one dict per evaluation point and seed.
     Raises:
@@ -229,7 +231,7 @@ def run(config: Config, out: str | pathlib.Path, *, seeds: int | Sequence[int] =
     """
     check(config, settings)
     return on_policy.run(config, out, functools.partial(algorithm, settings=settings), seeds=seeds,
-                         progress_fn=progress_fn)
+                         progress_fn=progress_fn, track=track)
 
 
 __all__ = ["PPOSettings", "SETTINGS_FILE", "algorithm", "brax_arguments", "check", "network_factory",

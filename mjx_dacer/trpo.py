@@ -341,7 +341,7 @@ def algorithm(config: Config, env: Env, settings: TRPOSettings = TRPOSettings())
 
 def run(config: Config, out: str | pathlib.Path, *, seeds: int | Sequence[int] = 1,
         settings: TRPOSettings = TRPOSettings(), progress_fn: sinks.ProgressFn = print,
-        resume: bool = False) -> list[dict]:
+        resume: bool = False, track: str | None = None) -> list[dict]:
     """Train TRPO, all seeds in one program, and write the run directory `out` (checkpointed, resumable).
 
     Args:
@@ -352,6 +352,7 @@ def run(config: Config, out: str | pathlib.Path, *, seeds: int | Sequence[int] =
       settings: the TRPO-only settings (a resumed run must have been started with the same).
       progress_fn: receives every progress line.
       resume: go on from the run's newest usable checkpoint, as if it had not stopped (`on_policy.run`).
+      track: None, or a W&B project: one W&B run per seed (`on_policy.run`).
     Returns:
       metrics.csv's rows: one dict per evaluation point and seed.
     Raises:
@@ -361,7 +362,7 @@ def run(config: Config, out: str | pathlib.Path, *, seeds: int | Sequence[int] =
     """
     check(config, settings)
     return on_policy.run(config, out, functools.partial(algorithm, settings=settings), seeds=seeds,
-                         progress_fn=progress_fn, resume=resume)
+                         progress_fn=progress_fn, resume=resume, track=track)
 
 
 __all__ = ["Carry", "TRPOSettings", "TrainingState", "algorithm", "check", "conjugate_gradient", "gaussian_kl",

@@ -13,6 +13,8 @@ from __future__ import annotations
 import dataclasses
 import gc
 import os
+import sys
+import types
 from typing import Callable
 
 # On a GPU, JAX reserves 75% of its memory when a process first uses it. The CLI tests run
@@ -118,3 +120,32 @@ def gym_env() -> Callable[[str], object]:
 @pytest.fixture
 def np_rng() -> np.random.Generator:
     return np.random.default_rng(0)
+
+
+class FakeWandbRun:
+    """What a W&B run records here: its `wandb.init` arguments, every `log(data, step)`, and `finish`."""
+
+    def __init__(self, kwargs):
+        self.kwargs, self.logged, self.finished = kwargs, [], False
+
+    def log(self, data, step=None):
+        self.logged.append((step, dict(data)))
+
+    def finish(self):
+        self.finished = True
+
+
+@pytest.fixture
+def fake_wandb(monkeypatch):
+    """A `wandb` module whose `init` returns a `FakeWandbRun` (kept in the module's `runs`): no account, no network."""
+    module = types.ModuleType("wandb")
+    module.runs = []
+
+    def init(**kwargs):
+        run = FakeWandbRun(kwargs)
+        module.runs.append(run)
+        return run
+
+    module.init = init
+    monkeypatch.setitem(sys.modules, "wandb", module)
+    return module

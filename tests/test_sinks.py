@@ -6,7 +6,6 @@ import math
 import pathlib
 import struct
 import sys
-import types
 
 import numpy as np
 import pytest
@@ -133,32 +132,6 @@ def test_tag_fallbacks_and_folder_names():
 
 
 # ----------------------------------------------------------------------------------- W&B
-class FakeRun:
-    def __init__(self, calls, kwargs):
-        self.calls, self.kwargs, self.logged, self.finished = calls, kwargs, [], False
-
-    def log(self, data, step=None):
-        self.logged.append((step, dict(data)))
-
-    def finish(self):
-        self.finished = True
-
-
-@pytest.fixture
-def fake_wandb(monkeypatch):
-    module = types.ModuleType("wandb")
-    module.runs = []
-
-    def init(**kwargs):
-        run = FakeRun(module.runs, kwargs)
-        module.runs.append(run)
-        return run
-
-    module.init = init
-    monkeypatch.setitem(sys.modules, "wandb", module)
-    return module
-
-
 def test_wandb_one_run_per_grid_point_and_seed(tmp_path, fake_wandb):
     config = Config().replace(env="MultiGoal-v0", total_iterations=20, num_envs=NUM_ENVS, seed=7)
     spec = RunSpec(grid=({"lr_actor": 1e-4}, {"lr_actor": 3e-4}), seeds=(0, 1))

@@ -322,6 +322,42 @@ def test_a_run_stopped_by_sigint_resumes_exactly_and_can_be_made_longer(multigoa
     assert "total_iterations: 30" in (out / "config.yaml").read_text()
 
 
+def test_track_logs_each_seed_to_wandb_and_a_resume_continues_the_same_runs(tmp_path, fake_wandb, monkeypatch,
+                                                                            capsys):
+    """`--track` on an on-policy run: one W&B run per seed, named and grouped as the shared program's, each
+    evaluation logged at step = iteration with the values of metrics.csv; `--resume` (here: made longer) continues
+    the same W&B runs. Without wandb, `--track` stops before `--overwrite` removes the old run."""
+    out = tmp_path / "tracked"
+    tiny = sets({"total_iterations": 1, "eval_interval": 1, "eval_episodes": 2, "hidden_sizes": "8,8",
+                 "critic_hidden_sizes": "8,8"})
+    assert main(["train", "--algo", "trpo", "--config", "multigoal", "--seeds", "2", "--out", str(out), "--track",
+                 "proj", *tiny]) == 0
+    runs = fake_wandb.runs
+    assert [r.kwargs["name"] for r in runs] == ["tracked/default/seed0", "tracked/default/seed1"]
+    assert all(r.finished for r in runs) and runs[1].kwargs["tags"] == ["MultiGoal-v0", "trpo"]
+    assert runs[1].kwargs["config"]["run"]["prng_seed"] == 1
+    with (out / "metrics.csv").open() as f:
+        rows = {(r["seed"], r["iteration"]): r for r in csv.DictReader(f)}
+    for seed, run in enumerate(runs):
+        assert [step for step, _ in run.logged] == [0, 1]
+        step, data = run.logged[1]
+        assert data["eval/return"] == pytest.approx(float(rows[(str(seed), "1")]["eval_return"]), rel=1e-6)
+        assert data["other/kl"] == pytest.approx(float(rows[(str(seed), "1")]["kl"]), rel=1e-6)
+        assert data["train/env_steps"] == trpo.TRPOSettings().transitions_per_iteration
+
+    assert main(["train", "--resume", str(out), "--track", "proj", *sets({"total_iterations": 2})]) == 0
+    assert [r.kwargs["id"] for r in runs[2:]] == [r.kwargs["id"] for r in runs[:2]]
+    assert [[step for step, _ in r.logged] for r in runs[2:]] == [[2], [2]]
+
+    before = sorted(p.name for p in out.iterdir())
+    capsys.readouterr()
+    monkeypatch.setitem(sys.modules, "wandb", None)  # `import wandb` fails
+    assert main(["train", "--algo", "trpo", "--config", "multigoal", "--out", str(out), "--overwrite", "--track",
+                 "proj", *tiny]) == 2
+    assert "--track needs wandb" in capsys.readouterr().err
+    assert sorted(p.name for p in out.iterdir()) == before
+
+
 def test_trpo_trains_hopper_and_brax_loads_its_policy(tmp_path):
     """The real MJX task through the CLI (about 2 minutes on 2 CPU cores, nearly all compiling)."""
     out = tmp_path / "hopper"

@@ -174,10 +174,11 @@ def _resume_target(args: argparse.Namespace, grid_specs: Sequence[str]):
 
 
 def _run(args: argparse.Namespace, grid_specs: Sequence[str]) -> int:
-    from mjx_dacer import agents
+    from mjx_dacer import agents, sinks
     from mjx_dacer.rundir import RunSpec
     from mjx_dacer.runner import maybe_initialize_distributed, run
 
+    sinks.check_tracking_available(args.track)  # before --overwrite removes anything
     if args.resume is not None:
         if args.overwrite or args.out is not None:
             raise ConfigError("--resume continues RUN_DIR in place; drop --out/--overwrite")
@@ -226,21 +227,19 @@ def _train_on_policy(args: argparse.Namespace, config, grid_specs: Sequence[str]
     if args.on_divergence is not None:
         raise ConfigError(f"--on-divergence: {algo} runs through its own on-policy trainer, which has no divergence "
                           "guard; drop the option")
-    if args.track is not None:
-        raise ConfigError(f"--track: {algo} runs through its own on-policy trainer, which this package does not log "
-                          "to W&B; drop the option (its tb/ has the same curves)")
     module.check(config)  # the default settings, as `run` below: before --overwrite removes anything
     progress = functools.partial(print, flush=True)
     if resume is not None:
         out = resume
-        module.run(config, out, resume=True, progress_fn=progress)
+        module.run(config, out, resume=True, progress_fn=progress, track=args.track)
     else:
         out = prepare_out_dir(args, config.env)
-        module.run(config, out, seeds=seeds, progress_fn=progress)
+        module.run(config, out, seeds=seeds, progress_fn=progress, track=args.track)
     _print_wall_clock(out)
     checkpoints = ", checkpoints/" if agents.checkpointed(algo) else ""
-    print(f"done: {out}/ (summary.md, metrics.csv, timing.csv, curves.png, {algo}.yaml, {algo}_params_seed*.pkl"
-          f"{checkpoints})", flush=True)
+    print(f"done: {out}/ (summary.md, metrics.csv, timing.csv, curves.png, tb/, {algo}.yaml, "
+          f"{algo}_params_seed*.pkl{checkpoints})\n"
+          f"next: mjx-dacer eval {out}  |  mjx-dacer plot {out}  |  tensorboard --logdir {out}/tb", flush=True)
     return 0
 
 
