@@ -223,21 +223,42 @@ def _recovery_hint(file: pathlib.Path) -> str:
     return "; copy it again from where it was trained"
 
 
-def load_policy(path: PathLike, run: int = 0, deterministic: bool = True, seed: int = 0) -> Policy:
-    """One run of an artifact as a callable `Policy`.
+def _on_policy_run(path: PathLike) -> bool:
+    """Whether `path` is the run directory of an on-policy algorithm (PPO, TRPO), whose policies are brax's."""
+    import yaml
+
+    from mjx_dacer import agents
+
+    config = pathlib.Path(path) / "config.yaml"
+    try:
+        values = yaml.safe_load(config.read_text()) if config.is_file() else None
+    except (OSError, yaml.YAMLError):
+        return False  # not a run directory this check can read: reading the artifact names the problem
+    algo = values.get("algo") if isinstance(values, dict) else None
+    return isinstance(algo, str) and algo in agents.names() and agents.on_policy(algo)
+
+
+def load_policy(path: PathLike, run: int = 0, deterministic: bool = True, seed: int = 0) -> RunPolicy:
+    """One run of an artifact, or of any run directory, as a callable `RunPolicy`.
 
     The network is rebuilt from the stored config and sizes (obs_size, action_size);
-    the run's stored log_alpha and noise_scale drive Eq. 16's noise.
+    the run's stored log_alpha and noise_scale drive Eq. 16's noise. A PPO or TRPO
+    run directory has no artifact: its policy is brax's (`mjx_dacer.brax_policy.load`).
 
     Args:
-      path: the artifact file, or a run directory holding ``policy.msgpack``.
+      path: the artifact file, or a run directory holding ``policy.msgpack`` (or a PPO / TRPO one).
       run: index into the artifact's B runs (the runner's order: grid-major, seeds inner).
       deterministic: True: the chain's a0 (evaluation); False: add Eq. 16's behaviour noise.
       seed: seed of the PRNG key the chain samples with; each call advances it.
     Raises:
       PolicyFileError (a ValueError): see `read_artifact`.
       ValueError: run out of range. Both with a one-line message.
+      For a PPO or TRPO run, `brax_policy.load`'s errors.
     """
+    if _on_policy_run(path):
+        from mjx_dacer import brax_policy  # brax's training modules: imported only for these runs
+
+        return brax_policy.load(path, run=run, deterministic=deterministic, seed=seed)
     body = read_artifact(path)
     num_runs = int(body["num_runs"])
     if not isinstance(run, (int, np.integer)) or not 0 <= run < num_runs:

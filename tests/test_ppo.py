@@ -105,7 +105,8 @@ def test_the_saved_params_load_with_the_readme_recipe(cli_run):
 
 def test_eval_evaluates_the_saved_policy_as_brax_loads_it(cli_run, tmp_path, capsys):
     """`mjx-dacer eval` on a PPO run: seed 0's ppo_params pickle (iteration 2: brax saves it at the end), acting
-    as the README's recipe does; a run directory without it, or with it damaged, gets one line and exit 2."""
+    as the README's recipe does (`mjx_dacer.load_policy` gives it too); a run directory without it, or with it
+    damaged, gets one line and exit 2."""
     import shutil
 
     import jax
@@ -113,10 +114,12 @@ def test_eval_evaluates_the_saved_policy_as_brax_loads_it(cli_run, tmp_path, cap
     from brax.io import model
     from brax.training.agents.ppo import networks as ppo_networks
 
+    import mjx_dacer
     from mjx_dacer import brax_policy
 
     out, _ = cli_run
-    policy = brax_policy.load(out)
+    policy = mjx_dacer.load_policy(out)  # the one loader of every algorithm's runs
+    assert isinstance(policy, brax_policy.BraxPolicy)
     assert (policy.iteration, policy.seed, policy.num_runs, policy.config.algo) == (2, 0, 1, "ppo")
     saved = model.load_params(str(out / "ppo_params_seed0.pkl"))
     networks = ppo.network_factory(ppo_config(**TINY), ppo.observation_preprocessor(ppo.PPOSettings()))(2, 2)

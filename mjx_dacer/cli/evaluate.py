@@ -124,27 +124,8 @@ def _has_gymnasium_version(env_name: str) -> bool:
     return env_name in gymnasium.envs.registry
 
 
-def _is_on_policy(path: pathlib.Path) -> bool:
-    """Whether `path` is the run directory of an on-policy algorithm (PPO, TRPO), whose policies are brax's params."""
-    import yaml
-
-    from mjx_dacer import agents
-
-    config = path / "config.yaml"
-    try:
-        values = yaml.safe_load(config.read_text()) if config.is_file() else None
-    except yaml.YAMLError:
-        return False  # not a run directory this check can read: load_policy names the problem
-    algo = values.get("algo") if isinstance(values, dict) else None
-    return isinstance(algo, str) and algo in agents.names() and agents.on_policy(algo)
-
-
 def _load(path: pathlib.Path, run: int, seed: int):
-    """Run `run` of `path` as a deterministic `RunPolicy`, whichever kind of run wrote it."""
-    if _is_on_policy(path):
-        from mjx_dacer import brax_policy
-
-        return brax_policy.load(path, run=run, deterministic=True, seed=seed)
+    """Run `run` of `path` as a deterministic `RunPolicy`, whichever algorithm trained it."""
     from mjx_dacer.policy import load_policy
 
     try:
