@@ -109,6 +109,10 @@ def _seed_params(run_dir: RunDir, algo: str, config: Config, spec: RunSpec, sett
     checkpointer = Checkpointer(run_dir.path)
     try:
         restored = on_policy.restore(checkpointer, algorithm, config, spec, prune=False)
+    except CheckpointError as e:
+        raise CheckpointError(f"{e}; a {algo} run's policy is read from its newest checkpoint, which knows its "
+                              f"iteration (its {algo}_params_seed*.pkl, if any, load with brax.io.model.load_params)"
+                              ) from None
     finally:
         checkpointer.close()
     return algorithm.program.params(restored.state)[index], restored.chunks_done * config.eval_interval

@@ -12,6 +12,7 @@ task) with params brax can load.
 from __future__ import annotations
 
 import csv
+import shutil
 import signal
 import subprocess
 import sys
@@ -248,7 +249,7 @@ def test_the_run_directory_is_read_by_table_and_refuses_what_trpo_cannot_do(mult
     assert sorted(p.name for p in out.iterdir()) == before and not target.exists()
 
 
-def test_eval_evaluates_each_seed_from_the_newest_checkpoint(multigoal_run):
+def test_eval_evaluates_each_seed_from_the_newest_checkpoint(multigoal_run, tmp_path, capsys):
     """`mjx-dacer eval` on a TRPO run: each seed's policy from the newest checkpoint (iteration 20), equal to its
     trpo_params pickle and acting as the README's recipe does; its deterministic episodes in the MJX task return
     about what the run's own last evaluation did (other initial states: -145.9 and -131.4 there, within 6 in a
@@ -283,6 +284,14 @@ def test_eval_evaluates_each_seed_from_the_newest_checkpoint(multigoal_run):
     for row in rows:
         mean, length = float(row[5]), float(row[-1])
         assert abs(mean - float(last[row[2]]["eval_return"])) < 40 and length < 15, (row, last[row[2]])
+
+    gone = tmp_path / "no-checkpoints"  # the pickles alone do not say which iteration they are
+    shutil.copytree(out, gone)
+    shutil.rmtree(gone / "checkpoints")
+    assert main(["eval", str(gone)]) == 2
+    err = capsys.readouterr().err
+    assert "no usable checkpoint" in err and "load with brax.io.model.load_params" in err and len(
+        err.strip().splitlines()) == 1, err
 
 
 def test_a_run_stopped_by_sigint_resumes_exactly_and_can_be_made_longer(multigoal_run, tmp_path):
