@@ -44,8 +44,11 @@ class BraxPolicy(RunPolicy):
 
     params: brax's (normaliser state, policy params, value params) of the seed, the tuple
     `brax.io.model.load_params` returns. deterministic: True: tanh of the Gaussian's mean (evaluation);
-    False: a sample of the tanh-Gaussian (the behaviour policy).
+    False: a sample of the tanh-Gaussian (the behaviour policy). skipped: the newer checkpoints that were
+    unusable when it was read from one (one line each), else empty.
     """
+
+    skipped: tuple[str, ...] = ()
 
     def __init__(self, inference, params: Any, config: Config, obs_size: int, action_size: int, run: int, label: str,
                  seed: int, iteration: int, num_runs: int, deterministic: bool = True, key_seed: int = 0):
@@ -94,7 +97,8 @@ def _settings(run_dir: RunDir, algo: str):
 
 
 def _seed_params(run_dir: RunDir, algo: str, config: Config, spec: RunSpec, settings, env, index: int):
-    """(brax's params of run `index`, the iteration they were saved at); see the module docstring."""
+    """(brax's params of run `index`, the iteration they were saved at, the unusable newer checkpoints passed
+    over); see the module docstring."""
     seed = spec.seeds[index]
     if algo == "ppo":
         path = on_policy.params_path(run_dir, algo, seed)
@@ -102,20 +106,21 @@ def _seed_params(run_dir: RunDir, algo: str, config: Config, spec: RunSpec, sett
             raise CheckpointError(f"{run_dir.path} has no {path.name}: seed {seed}'s training did not finish (brax's "
                                   "PPO trainer gives its policy back only at the end)")
         try:
-            return pickle.loads(path.read_bytes()), config.total_iterations
+            return pickle.loads(path.read_bytes()), config.total_iterations, ()
         except Exception:  # unpickling raises many kinds of errors on damaged data
             raise CheckpointError(f"{path} is damaged: it does not unpickle") from None
     algorithm = _ALGORITHMS[algo][1](config, on_policy.KeepMetricKeys(env), settings)
-    checkpointer = Checkpointer(run_dir.path)
+    checkpointer = Checkpointer(run_dir.path, read_only=True)
     try:
-        restored = on_policy.restore(checkpointer, algorithm, config, spec, prune=False)
+        restored = on_policy.restore(checkpointer, algorithm, config, spec)
     except CheckpointError as e:
         raise CheckpointError(f"{e}; a {algo} run's policy is read from its newest checkpoint, which knows its "
                               f"iteration (its {algo}_params_seed*.pkl, if any, load with brax.io.model.load_params)"
                               ) from None
     finally:
         checkpointer.close()
-    return algorithm.program.params(restored.state)[index], restored.chunks_done * config.eval_interval
+    return (algorithm.program.params(restored.state)[index], restored.chunks_done * config.eval_interval,
+            tuple(restored.skipped))
 
 
 def _check_shapes(networks, params, path: pathlib.Path) -> None:
@@ -136,22 +141,25 @@ def load(path: str | pathlib.Path, run: int = 0, deterministic: bool = True, see
 
     Raises:
       ConfigError: not a run directory, not an on-policy run, or its settings file is unreadable;
-      CheckpointError: run out of range, no policy saved for it, or a damaged or mismatching one. One line each.
+      ValueError: run out of range; CheckpointError: no policy saved for it, or a damaged or mismatching one.
+      One line each. The policy's `skipped` names newer checkpoints that were unusable (TRPO).
     """
     run_dir, config, spec = RunDir.open(path)
     if config.algo not in _ALGORITHMS:
         raise ConfigError(f"{path} is a {config.algo} run, not an on-policy (ppo, trpo) one")
     num_runs = len(spec.seeds)
     if not isinstance(run, (int, np.integer)) or not 0 <= run < num_runs:
-        raise CheckpointError(f"run {run} does not exist: {path} has runs 0..{num_runs - 1} (seeds "
-                              f"{', '.join(map(str, spec.seeds))})")
+        raise ValueError(f"run {run} does not exist: {path} has runs 0..{num_runs - 1} (seeds "
+                         f"{', '.join(map(str, spec.seeds))})")
     settings = _settings(run_dir, config.algo)
     env = envs.make(config.env, physics=config.physics)
-    params, iteration = _seed_params(run_dir, config.algo, config, spec, settings, env, int(run))
+    params, iteration, skipped = _seed_params(run_dir, config.algo, config, spec, settings, env, int(run))
     networks, inference = _networks(config, settings, env.observation_size, env.action_size)
     _check_shapes(networks, params, run_dir.path)
-    return BraxPolicy(inference, params, config, env.observation_size, env.action_size, int(run), spec.label(0),
-                      spec.seeds[run], iteration, num_runs, deterministic, seed)
+    policy = BraxPolicy(inference, params, config, env.observation_size, env.action_size, int(run), spec.label(0),
+                        spec.seeds[run], iteration, num_runs, deterministic, seed)
+    policy.skipped = skipped
+    return policy
 
 
 __all__ = ["BraxPolicy", "load"]

@@ -79,17 +79,24 @@ def snapshot(state: Any) -> list[np.ndarray]:
 
 
 class Checkpointer:
-    """Saves and restores `RUN_DIR/checkpoints`, keeping the newest `max_to_keep`."""
+    """Saves and restores `RUN_DIR/checkpoints`, keeping the newest `max_to_keep`.
 
-    def __init__(self, run_dir: pathlib.Path, max_to_keep: int = 2):
+    read_only: for readers of a run directory (`mjx-dacer eval`, `export`): nothing is created,
+    cleaned up or deleted, so a reader never disturbs a run that is writing its next checkpoint.
+    """
+
+    def __init__(self, run_dir: pathlib.Path, max_to_keep: int = 2, read_only: bool = False):
         self.directory = pathlib.Path(run_dir).resolve() / "checkpoints"
-        self.manager = ocp.CheckpointManager(
-            self.directory,
-            options=ocp.CheckpointManagerOptions(
+        self.read_only = read_only
+        if read_only:  # every option orbax would otherwise switch off itself, with a warning each
+            options = ocp.CheckpointManagerOptions(read_only=True, max_to_keep=None, create=False,
+                                                   enable_async_checkpointing=False, cleanup_tmp_directories=False)
+        else:
+            options = ocp.CheckpointManagerOptions(
                 max_to_keep=max_to_keep, create=True, enable_async_checkpointing=False,
                 cleanup_tmp_directories=True,  # a write cut off by a kill leaves one behind
-            ),
-        )
+            )
+        self.manager = ocp.CheckpointManager(self.directory, options=options)
 
     def save(self, chunks_done: int, state: Any, rows: Sequence[dict], timing: Sequence[dict] = ()
              ) -> tuple[float, int]:
@@ -122,16 +129,15 @@ class Checkpointer:
     def steps(self) -> list[int]:
         return sorted(self.manager.all_steps())
 
-    def restore(self, abstract_state: Any, prune: bool = True) -> Restored:
+    def restore(self, abstract_state: Any) -> Restored:
         """The newest checkpoint that restores and matches its checksums.
 
-        Newer checkpoints that fail are reported in `skipped` and, if `prune`, deleted.
+        Newer checkpoints that fail are reported in `skipped` and, unless `read_only`, deleted
+        (a resuming run must, to save those steps again; a reader must not).
 
         Args:
           abstract_state: a pytree of `jax.ShapeDtypeStruct` (e.g. from `jax.eval_shape`)
             with the structure of the saved state.
-          prune: delete the unusable newer ones (a resuming run must, to save those steps
-            again; a reader must not).
         Raises:
           CheckpointError if none is usable.
         """
@@ -160,7 +166,7 @@ class Checkpointer:
                 skipped.append(f"checkpoint {step}: {type(e).__name__}: {str(e).splitlines()[0][:200]}")
                 continue
             # Newer, unusable checkpoints would block saving those steps again.
-            for bad in self.steps() if prune else ():
+            for bad in () if self.read_only else self.steps():
                 if bad > step:
                     self.manager.delete(bad)
             return Restored(chunks_done=int(meta["chunks_done"]), state=state, rows=list(meta["rows"]),

@@ -62,7 +62,8 @@ def value_field(agent, state, hparams, grid: int = 29, samples: int = 32, seed: 
 def rollouts(policy, starts=START_POINTS, trajectories: int = 100, steps: int = 100, seed: int = 0):
     """Positions (P, N, T + 1, 2) and the first goal reached (P, N), -1 for none, of `policy` from `starts`.
 
-    `policy` is an `mjx_dacer.policy.Policy` of a MultiGoal-v0 run; its `act` is used as a pure function,
+    `policy` is an `mjx_dacer.policy.RunPolicy` of a MultiGoal-v0 run (any algorithm's: `load_policy`); its
+    `act` is used as a pure function,
     with its deterministic flag (load it with deterministic=False for the behaviour policy).
     """
     from mjx_dacer import envs

@@ -328,15 +328,12 @@ def _drive(algo: Algorithm, config: Config, run_dir: RunDir, spec: RunSpec, reco
                                  resume_dir=run_dir.path)
 
 
-def restore(checkpointer: Checkpointer, algo: Algorithm, config: Config, spec: RunSpec,
-            prune: bool = True) -> Restored:
-    """The newest usable checkpoint of a `Program`'s run: the state of all its seeds (`spec.seeds`), as saved.
-
-    prune: delete newer unusable checkpoints (a resuming run must; a reader such as `mjx-dacer eval` must not).
-    Raises CheckpointError if none is usable.
+def restore(checkpointer: Checkpointer, algo: Algorithm, config: Config, spec: RunSpec) -> Restored:
+    """The newest usable checkpoint of a `Program`'s run: the state of all its seeds (`spec.seeds`), as saved
+    (a reader such as `mjx-dacer eval` passes a read-only `Checkpointer`). Raises CheckpointError if none is usable.
     """
     seeds = [config.seed + s for s in spec.seeds]
-    return checkpointer.restore(jax.eval_shape(lambda: algo.program.init(seeds)), prune=prune)
+    return checkpointer.restore(jax.eval_shape(lambda: algo.program.init(seeds)))
 
 
 def _check_settings(run_dir: RunDir, algo: Algorithm) -> None:
@@ -402,8 +399,6 @@ def run(config: Config, out: str | pathlib.Path, algorithm: Callable[[Config, En
     ]
     if track is not None:
         outputs.append(sinks.WandbSink(track, run_dir, config, spec))
-    for sink in outputs:  # a resume drops the rows written after its checkpoint
-        sink.start(restored.rows if restored else [], restored.timing if restored else [])
     per_seed = config.total_iterations // config.eval_interval + 1  # + the untrained policy's
     together = f"{len(spec.seeds)} seed(s) " + ("in one program" if algo.seeds_at_once else "one after another")
     resuming = (f"; resuming after epoch {restored.chunks_done} (iteration "
@@ -416,6 +411,8 @@ def run(config: Config, out: str | pathlib.Path, algorithm: Callable[[Config, En
     done = restored.chunks_done + 1 if restored else 0
     clock, rows = _Clock(started=time.perf_counter(), total=len(groups) * per_seed, done=done, resumed=done), []
     try:
+        for sink in outputs:  # a resume drops the rows written after its checkpoint
+            sink.start(restored.rows if restored else [], restored.timing if restored else [])
         for group in groups:
             recorder = _Recorder(algo, group, config, outputs, progress_fn, clock, restored)
             if algo.program is not None:

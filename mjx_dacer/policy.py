@@ -223,7 +223,7 @@ def _recovery_hint(file: pathlib.Path) -> str:
     return "; copy it again from where it was trained"
 
 
-def _on_policy_run(path: PathLike) -> bool:
+def on_policy_run(path: PathLike) -> bool:
     """Whether `path` is the run directory of an on-policy algorithm (PPO, TRPO), whose policies are brax's."""
     import yaml
 
@@ -255,7 +255,7 @@ def load_policy(path: PathLike, run: int = 0, deterministic: bool = True, seed: 
       ValueError: run out of range. Both with a one-line message.
       For a PPO or TRPO run, `brax_policy.load`'s errors.
     """
-    if _on_policy_run(path):
+    if on_policy_run(path):
         from mjx_dacer import brax_policy  # brax's training modules: imported only for these runs
 
         return brax_policy.load(path, run=run, deterministic=deterministic, seed=seed)
@@ -277,5 +277,5 @@ def load_policy(path: PathLike, run: int = 0, deterministic: bool = True, seed: 
     )
 
 
-__all__ = ["FILENAME", "FORMAT", "VERSION", "Policy", "PolicyParams", "RunPolicy", "artifact_path", "load_policy",
+__all__ = ["FILENAME", "FORMAT", "VERSION", "Policy", "PolicyParams", "RunPolicy", "artifact_path", "load_policy", "on_policy_run",
            "policy_action", "read_artifact", "save_policy"]

@@ -58,17 +58,17 @@ def load(path: str | pathlib.Path) -> TrainedRun:
     run_dir, config, spec = RunDir.open(path)
     if agents.on_policy(config.algo):
         raise ConfigError(f"{path} is a {config.algo} run: its policies are brax's networks "
-                          f"({config.algo}_params_seed*.pkl), not the shared program's agent this reads; "
-                          "mjx-dacer eval, table and plot read it")
+                          f"({config.algo}_params_seed*.pkl), not the shared program's agent and critics this "
+                          "reads; mjx-dacer eval, table, plot and multigoal (without --field) read it")
     if not run_dir.has_checkpoint():
         raise CheckpointError(f"{path} has no checkpoints: the critics are saved only there "
                               "(train it again, or keep its checkpoints/)")
     program = make_train(config)
     keys, hparams = spec.inputs(config)
     abstract = jax.eval_shape(program.init_batch, keys, hparams)
-    checkpointer = Checkpointer(run_dir.path)
+    checkpointer = Checkpointer(run_dir.path, read_only=True)
     try:
-        restored = checkpointer.restore(abstract, prune=False)
+        restored = checkpointer.restore(abstract)
     finally:
         checkpointer.close()
     return TrainedRun(config=config, spec=spec, agent=program.agent, state=restored.state.agent,

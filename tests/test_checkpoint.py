@@ -272,6 +272,48 @@ def test_a_flipped_byte_in_the_newest_checkpoint_is_caught_by_its_checksum(tmp_p
     checkpointer.close()
 
 
+def test_a_read_only_reader_skips_a_damaged_checkpoint_and_changes_nothing(tmp_path):
+    """What `mjx-dacer eval` and `export` use: the newest usable checkpoint, with the unusable newer one left in
+    place (a resuming run deletes it), orbax's leftover temporary folders kept (they may be a write in
+    progress), and no checkpoints/ made where there is none."""
+    import jax
+    import jax.numpy as jnp
+
+    from mjx_dacer.checkpoint import CheckpointError, Checkpointer
+
+    state = {"w": jnp.arange(8.0)}
+    abstract = jax.eval_shape(lambda: state)
+    writer = Checkpointer(tmp_path)
+    writer.save(1, state, [{"chunk": 1}])
+    writer.save(2, state, [{"chunk": 2}])
+    writer.close()
+    directory = tmp_path / "checkpoints"
+    for f in (directory / "2").rglob("*"):
+        if f.is_file() and f.stat().st_size:
+            f.write_bytes(b"\0" * f.stat().st_size)  # every file of checkpoint 2 zeroed
+    (directory / "3.orbax-checkpoint-tmp-1").mkdir()  # as another process's save in progress leaves it
+    listing = sorted(p.name for p in directory.iterdir())
+
+    reader = Checkpointer(tmp_path, read_only=True)
+    restored = reader.restore(abstract)
+    reader.close()
+    assert restored.chunks_done == 1 and len(restored.skipped) == 1 and "checkpoint 2" in restored.skipped[0]
+    assert sorted(p.name for p in directory.iterdir()) == listing
+
+    resuming = Checkpointer(tmp_path)  # a resuming run: the damaged step goes, so that it can be saved again
+    assert resuming.restore(abstract).chunks_done == 1
+    resuming.close()
+    assert "2" not in [p.name for p in directory.iterdir()]
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    reader = Checkpointer(empty, read_only=True)
+    with pytest.raises(CheckpointError, match="no usable checkpoint"):
+        reader.restore(abstract)
+    reader.close()
+    assert list(empty.iterdir()) == []
+
+
 def test_session_clock_goes_on_from_the_restored_rows():
     from mjx_dacer.runner import _SessionClock
 

@@ -292,6 +292,15 @@ def test_eval_evaluates_each_seed_from_the_newest_checkpoint(multigoal_run, tmp_
     err = capsys.readouterr().err
     assert "no usable checkpoint" in err and "load with brax.io.model.load_params" in err and len(
         err.strip().splitlines()) == 1, err
+    assert not (gone / "checkpoints").exists()  # eval reads; it makes nothing
+
+    # The Multi-goal analysis: Fig. 3's table from the behaviour policy (the tanh-Gaussian sampled); Fig. 2's
+    # field needs Q critics, which TRPO has not: refused before any rollout.
+    assert main(["multigoal", str(out), "--trajectories", "8"]) == 0
+    table = capsys.readouterr().out
+    assert f"| {out} | trpo | 20 | (0, 0) |" in table, table
+    assert main(["multigoal", str(out), "--field", str(tmp_path / "field.png")]) == 2
+    assert "--field needs a run's Q critics" in capsys.readouterr().err and not (tmp_path / "field.png").exists()
 
 
 def test_a_run_stopped_by_sigint_resumes_exactly_and_can_be_made_longer(multigoal_run, tmp_path):
@@ -355,7 +364,7 @@ def test_track_logs_each_seed_to_wandb_and_a_resume_continues_the_same_runs(tmp_
         assert data["train/env_steps"] == trpo.TRPOSettings().transitions_per_iteration
 
     assert main(["train", "--resume", str(out), "--track", "proj", *sets({"total_iterations": 2})]) == 0
-    assert [r.kwargs["id"] for r in runs[2:]] == [r.kwargs["id"] for r in runs[:2]]
+    assert [r.kwargs["id"] for r in runs[2:]] == [r.kwargs["id"] for r in runs[:2]] and all(r.kwargs["id"] for r in runs)
     assert [[step for step, _ in r.logged] for r in runs[2:]] == [[2], [2]]
 
     before = sorted(p.name for p in out.iterdir())

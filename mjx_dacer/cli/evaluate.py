@@ -157,6 +157,8 @@ def run(args: argparse.Namespace) -> int:
     from mjx_dacer import envs
 
     first = _load(args.run_dir, 0 if args.all_runs else args.run, args.seed)
+    for line in getattr(first, "skipped", ()):  # read from an older checkpoint: say so, as a resume does
+        print(f"warning: {line} is unusable, skipped", flush=True)
     backends = _backends(args.backend, first.env_name)
     runs = range(first.num_runs) if args.all_runs else [first.run]
     config = first.config

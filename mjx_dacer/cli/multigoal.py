@@ -6,7 +6,8 @@ table of how many goals at least 5% of them reach and the entropy of the goal
 distribution (`mjx_dacer.multigoal`), with `--figure` one panel of trajectories
 per run directory, side by side (Fig. 3), and with `--field` one panel per run
 directory of the value V(s) over the plane and the behaviour actions as arrows
-(Fig. 2; it reads the critics from the newest checkpoint).
+(Fig. 2; it reads the critics from the newest checkpoint, so PPO and TRPO runs, whose
+value network is no Q(s, a), are refused there).
 """
 
 from __future__ import annotations
@@ -31,10 +32,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from mjx_dacer import multigoal
+    from mjx_dacer import policy as policy_module
     from mjx_dacer.policy import load_policy
 
     if args.trajectories < 1:
         raise ConfigError(f"--trajectories must be >= 1, got {args.trajectories}")
+    if args.field is not None:  # before the rollouts: the field needs the shared program's critics
+        on_policy = [str(d) for d in args.run_dirs if policy_module.on_policy_run(d)]
+        if on_policy:
+            raise ConfigError(f"--field needs a run's Q critics, and {', '.join(on_policy)} trained an on-policy "
+                              "algorithm (a value network V(s) only); drop --field for it (Fig. 3 and the table work)")
     results = []
     for run_dir in args.run_dirs:
         policy = load_policy(run_dir, run=args.run, deterministic=False, seed=args.seed)
