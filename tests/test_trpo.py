@@ -403,11 +403,10 @@ def test_trpo_trains_hopper_and_brax_loads_its_policy(tmp_path):
     action, _ = policy(jnp.zeros((4, 11)), jax.random.PRNGKey(0))
     assert action.shape == (4, 3) and np.all(np.abs(action) <= 1)
 
-    # mjx-dacer eval runs it in the MJX task and in Gymnasium's C-MuJoCo Hopper-v5 (as for DACER runs).
-    result = cli("eval", out, "--backend", "both", "--episodes", 2)
+    # mjx-dacer eval runs it in Gymnasium's C-MuJoCo Hopper-v5 (its MJX backend is the Multi-goal test's; on
+    # Hopper it would add a minute of compiling).
+    result = cli("eval", out, "--backend", "gymnasium", "--episodes", 2)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "Hopper-v5 trpo policy" in result.stdout and "iteration 1," in result.stdout
-    table = result.stdout.splitlines()[-2:]
-    assert table[0].startswith("mjx") and table[1].startswith("gymnasium"), result.stdout
-    for row in table:
-        assert 0 < float(row.split()[2]) < 1000, row  # a barely trained hopper falls, about 1 per step until then
+    row = result.stdout.splitlines()[-1]
+    assert row.startswith("gymnasium") and 0 < float(row.split()[2]) < 1000, result.stdout  # falls, ~1 per step
