@@ -46,7 +46,8 @@ _ON_POLICY: dict[str, dict[str, Any]] = {
 }
 
 
-# brax's PPO trainer holds its state until it returns: its runs write no checkpoints and cannot be resumed.
+# brax's PPO trainer holds its state until it returns: its runs write no checkpoints (a resume keeps the seeds
+# that finished and trains the others again, `mjx_dacer.on_policy`).
 _WITHOUT_CHECKPOINTS = frozenset({"ppo"})
 
 
@@ -61,7 +62,8 @@ def on_policy(algo: str) -> bool:
 
 
 def checkpointed(algo: str) -> bool:
-    """Whether a run of `algo` writes checkpoints, so that `mjx-dacer train --resume` can continue it exactly."""
+    """Whether a run of `algo` writes checkpoints, so that `mjx-dacer train --resume` can continue it from within
+    a seed's training (and make it longer)."""
     return algo not in _WITHOUT_CHECKPOINTS
 
 

@@ -33,10 +33,17 @@ one seed and holds its state until it returns) or all in one vmapped
 every `checkpoint_interval` epochs and at its end, stops after the epoch in
 progress on SIGINT / SIGTERM (checkpointing it), and resumes exactly
 (`run(..., resume=True)`, `mjx-dacer train --resume`), also to train longer.
+A trainer that runs each seed to its end in one call (PPO) writes no
+checkpoints: a signal stops it at once, and a resume keeps the seeds that
+finished (params saved, every evaluation in metrics.csv) and trains the others
+from their start. A seed's training depends on its seed alone, so the resumed
+run ends with the rows and params of an uninterrupted one, in more time.
 """
 
 from __future__ import annotations
 
+import collections
+import csv
 import dataclasses
 import pathlib
 import pickle
@@ -50,11 +57,11 @@ import numpy as np
 import yaml
 from brax.envs.base import Env, State, Wrapper
 
-from mjx_dacer import envs, sinks
+from mjx_dacer import envs, report, sinks
 from mjx_dacer.artifact_io import write_atomically
 from mjx_dacer.checkpoint import Checkpointer, Restored
 from mjx_dacer.config import Config, ConfigError
-from mjx_dacer.errors import SIGNAL_EXIT, RunStopped
+from mjx_dacer.errors import SIGNAL_EXIT, CheckpointError, RunStopped
 from mjx_dacer.rundir import RunDir, RunSpec, resumed_config
 
 # metrics.csv's evaluation columns (as `sinks.LEADING_COLUMNS`) -> brax's evaluator metrics. An algorithm
@@ -106,7 +113,7 @@ class Algorithm:
       train: train(seeds, progress_fn) -> params, for a trainer that runs to its end in one call (brax's PPO,
         one seed per call): trains these seeds (config.seed + s) on the task the algorithm was made for,
         reporting every evaluation point to progress_fn; one params per seed, as `brax.io.model.save_params`
-        writes them. It writes no checkpoints.
+        writes them. It writes no checkpoints (a resume trains the seeds that did not finish again).
       program: the seeds' `Program`, for an algorithm that `run` drives epoch by epoch (TRPO).
     """
 
@@ -139,8 +146,8 @@ def check_config(config: Config, checkpoints: bool) -> None:
         raise ConfigError(f"{algo} has no warm-up (it is on-policy), got warmup_steps {config.warmup_steps}; "
                           f"set warmup_steps=0 (--algo {algo} does)")
     if not checkpoints and config.checkpoint_interval != 1:
-        raise ConfigError(f"{algo} writes no checkpoints (its trainer holds its state in memory and cannot resume "
-                          f"exactly), got checkpoint_interval {config.checkpoint_interval}; drop the key")
+        raise ConfigError(f"{algo} writes no checkpoints (its trainer holds a seed's state in memory until the seed "
+                          f"ends), got checkpoint_interval {config.checkpoint_interval}; drop the key")
     if config.total_iterations % config.eval_interval:
         raise ConfigError(f"{algo} evaluates after equal epochs of eval_interval iterations: total_iterations "
                           f"({config.total_iterations}) must be a multiple of eval_interval ({config.eval_interval})")
@@ -205,7 +212,7 @@ class _Recorder:
 
     def __init__(self, algorithm: Algorithm, group: Sequence[tuple[int, int]], config: Config,
                  sinks_: Sequence[sinks.Sink], progress: sinks.ProgressFn, clock: _Clock,
-                 restored: Restored | None = None):
+                 restored: Restored | None = None, session: int | None = None):
         self.algorithm, self.group, self.config = algorithm, group, config
         self.sinks, self.progress, self.clock = sinks_, progress, clock
         self.timing_run = None if algorithm.seeds_at_once else group[0][0]
@@ -217,7 +224,7 @@ class _Recorder:
         self.group_started = self.last_time
         last = self.timing[-1] if self.timing else None
         self.wall_offset = (last["wall_seconds"] or 0.0) if last else 0.0
-        self.session = last["session"] + 1 if last else 1
+        self.session = session or (last["session"] + 1 if last else 1)
 
     def __call__(self, env_steps: int, metrics: Sequence[Mapping[str, Any]]) -> None:
         per_iteration = self.algorithm.transitions_per_iteration
@@ -253,13 +260,27 @@ class _Recorder:
         self.last_time, self.last_iteration = now, iteration
 
 
-class _StopOnSignal:
-    """While a `Program` trains: the first SIGINT / SIGTERM asks the run to stop after the epoch in progress
-    (checkpointing it); a second one goes to the handler that was there before (Ctrl-C: KeyboardInterrupt,
-    stopping at once). Python runs signal handlers between bytecodes, so either is acted on when the
-    compiled epoch in progress returns. Outside the main thread (e.g. a notebook's worker) nothing is installed."""
+class _Interrupted(BaseException):
+    """Raised by `_StopOnSignal(at_once=True)` where the trainer is when SIGINT / SIGTERM arrives. A BaseException,
+    as KeyboardInterrupt, so that no `except Exception` inside a library's trainer swallows it."""
 
-    def __init__(self):
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+
+class _StopOnSignal:
+    """While seeds train: SIGINT / SIGTERM stop the run.
+
+    A `Program` (at_once=False): the first signal asks the run to stop after the epoch in progress
+    (checkpointing it); a second one goes to the handler that was there before (Ctrl-C: KeyboardInterrupt,
+    stopping at once). A trainer that runs to its end in one call (at_once=True) cannot stop at a point it
+    could go on from, so the first signal raises `_Interrupted` at once. Python runs signal handlers between
+    bytecodes, so either is acted on when the compiled call in progress returns. Outside the main thread
+    (e.g. a notebook's worker) nothing is installed."""
+
+    def __init__(self, at_once: bool = False):
+        self.at_once = at_once
         self.signum: int | None = None
         self.previous: dict[int, Any] = {}
 
@@ -273,6 +294,8 @@ class _StopOnSignal:
             signal.signal(s, handler)
 
     def _handle(self, signum, frame) -> None:
+        if self.at_once:
+            raise _Interrupted(signum)
         if self.signum is None:
             self.signum = signum
             return
@@ -328,12 +351,59 @@ def _drive(algo: Algorithm, config: Config, run_dir: RunDir, spec: RunSpec, reco
                                  resume_dir=run_dir.path)
 
 
+def _train_seeds(algo: Algorithm, config: Config, run_dir: RunDir, spec: RunSpec, group: Sequence[tuple[int, int]],
+                 recorder: _Recorder, finished: _Finished | None) -> Sequence[Any]:
+    """`algo.train` on the group's seeds; a SIGINT / SIGTERM stops it at once with RunStopped (the seeds that
+    finished before it are kept: a resume trains the others again from their start)."""
+    try:
+        with _StopOnSignal(at_once=True):
+            return algo.train([config.seed + seed for _, seed in group], recorder)
+    except _Interrupted as e:
+        done = [s for r, s in enumerate(spec.seeds) if (finished and r in finished.runs) or r < group[0][0]]
+        seeds = ", ".join(str(seed) for _, seed in group)
+        raise RunStopped(f"{signal.Signals(e.signum).name}: stopped while training seed {seeds}; "
+                         f"{len(done)} of {len(spec.seeds)} seed(s) finished and kept ({algo.title} cannot go on from "
+                         f"within a seed, so a resume trains seed {seeds} and the rest from their start)",
+                         SIGNAL_EXIT[e.signum], resume_dir=run_dir.path) from None
+
+
 def restore(checkpointer: Checkpointer, algo: Algorithm, config: Config, spec: RunSpec) -> Restored:
     """The newest usable checkpoint of a `Program`'s run: the state of all its seeds (`spec.seeds`), as saved
     (a reader such as `mjx-dacer eval` passes a read-only `Checkpointer`). Raises CheckpointError if none is usable.
     """
     seeds = [config.seed + s for s in spec.seeds]
     return checkpointer.restore(jax.eval_shape(lambda: algo.program.init(seeds)))
+
+
+@dataclasses.dataclass(frozen=True)
+class _Finished:
+    """What a resume keeps of a run whose trainer runs each seed to its end in one call (PPO): the seeds that
+    finished (their params saved, every evaluation in metrics.csv) with their rows and timing rows; `session`:
+    the number of the session that trains the others again from their start."""
+
+    runs: frozenset[int]
+    rows: list[dict]
+    timing: list[dict]
+    session: int
+
+
+def _finished(run_dir: RunDir, algo: Algorithm, config: Config, spec: RunSpec) -> _Finished:
+    """The seeds of `run_dir` whose training ended (`_Finished`). Raises CheckpointError (one line) if its
+    metrics.csv or timing.csv cannot be read."""
+    tables = []
+    for path in (run_dir.metrics, run_dir.timing):
+        try:
+            tables.append(report.read_rows(path) if path.is_file() else [])
+        except (OSError, ValueError, csv.Error) as e:
+            raise CheckpointError(f"{path} cannot be read ({type(e).__name__}), so which seeds finished is not "
+                                  "known; start a new run with --out") from None
+    rows, timing = tables
+    evaluations = config.total_iterations // config.eval_interval + 1
+    counts = collections.Counter(r.get("run") for r in rows)
+    runs = frozenset(r for r, seed in enumerate(spec.seeds)
+                     if params_path(run_dir, algo.name, seed).is_file() and counts[r] == evaluations)
+    return _Finished(runs, [r for r in rows if r.get("run") in runs], [t for t in timing if t.get("run") in runs],
+                     session=max((t.get("session") or 0 for t in timing), default=0) + 1)
 
 
 def _check_settings(run_dir: RunDir, algo: Algorithm) -> None:
@@ -378,11 +448,18 @@ def run(config: Config, out: str | pathlib.Path, algorithm: Callable[[Config, En
         RunDir.check_new(out)
     env = KeepMetricKeys(envs.make(config.env, physics=config.physics))
     algo = algorithm(config, env)
-    restored = None
-    if resume:
-        if algo.program is None:
-            raise ConfigError(f"{algo.name} runs through {algo.title}'s own trainer, which writes no checkpoints and "
-                              "cannot continue a run exactly; start a new run with --out")
+    restored = finished = None
+    if resume and algo.program is None:
+        if config.total_iterations != stored.total_iterations:
+            raise ConfigError(f"{algo.name} cannot train a run longer: {algo.title}'s trainer starts each seed from "
+                              "its beginning; start a new run with --out")
+        _check_settings(run_dir, algo)
+        finished = _finished(run_dir, algo, config, spec)
+        if len(finished.runs) == len(spec.seeds):
+            raise ConfigError(f"{run_dir.path}: the run is finished (all {len(spec.seeds)} seed(s)), so there is "
+                              "nothing to resume")
+        checkpointer = None
+    elif resume:
         _check_settings(run_dir, algo)
         checkpointer = Checkpointer(run_dir.path)
         restored = restore(checkpointer, algo, config, spec)
@@ -401,24 +478,37 @@ def run(config: Config, out: str | pathlib.Path, algorithm: Callable[[Config, En
         outputs.append(sinks.WandbSink(track, run_dir, config, spec))
     per_seed = config.total_iterations // config.eval_interval + 1  # + the untrained policy's
     together = f"{len(spec.seeds)} seed(s) " + ("in one program" if algo.seeds_at_once else "one after another")
-    resuming = (f"; resuming after epoch {restored.chunks_done} (iteration "
-                f"{restored.chunks_done * config.eval_interval})" if restored else "")
+    if restored:
+        resuming = (f"; resuming after epoch {restored.chunks_done} (iteration "
+                    f"{restored.chunks_done * config.eval_interval})")
+    elif finished:
+        kept = [s for r, s in enumerate(spec.seeds) if r in finished.runs]
+        again = [s for r, s in enumerate(spec.seeds) if r not in finished.runs]
+        resuming = (f"; resuming: seed(s) {', '.join(map(str, kept)) or 'none'} finished (kept), seed(s) "
+                    f"{', '.join(map(str, again))} train from their start")
+    else:
+        resuming = ""
     progress_fn(f"{config.env}: {algo.title}, {together}, {config.total_iterations} "
                 f"iterations x {algo.transitions_per_iteration} transitions ({config.num_envs} envs), "
                 f"{per_seed} evaluations per seed, on 1 {jax.default_backend()} device{resuming}; compiling...")
     runs = list(enumerate(spec.seeds))
     groups = [runs] if algo.seeds_at_once else [[r] for r in runs]
-    done = restored.chunks_done + 1 if restored else 0
+    kept = restored or finished
+    done = restored.chunks_done + 1 if restored else len(finished.runs) * per_seed if finished else 0
     clock, rows = _Clock(started=time.perf_counter(), total=len(groups) * per_seed, done=done, resumed=done), []
     try:
-        for sink in outputs:  # a resume drops the rows written after its checkpoint
-            sink.start(restored.rows if restored else [], restored.timing if restored else [])
+        for sink in outputs:  # a resume drops the rows written after its checkpoint, or of the unfinished seeds
+            sink.start(kept.rows if kept else [], kept.timing if kept else [])
         for group in groups:
-            recorder = _Recorder(algo, group, config, outputs, progress_fn, clock, restored)
+            if finished and group[0][0] in finished.runs:
+                rows.extend(r for r in finished.rows if r["run"] == group[0][0])
+                continue
+            recorder = _Recorder(algo, group, config, outputs, progress_fn, clock, restored,
+                                 session=finished.session if finished else None)
             if algo.program is not None:
                 _drive(algo, config, run_dir, spec, recorder, checkpointer, restored)
             else:
-                params = algo.train([config.seed + seed for _, seed in group], recorder)
+                params = _train_seeds(algo, config, run_dir, spec, group, recorder, finished)
                 _save_params(run_dir, algo, [seed for _, seed in group], params)
             rows.extend(recorder.rows)
     finally:

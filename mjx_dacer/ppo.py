@@ -213,25 +213,31 @@ def algorithm(config: Config, env: Env, settings: PPOSettings = PPOSettings()) -
 
 def run(config: Config, out: str | pathlib.Path, *, seeds: int | Sequence[int] = 1,
         settings: PPOSettings = PPOSettings(), progress_fn: sinks.ProgressFn = print,
-        track: str | None = None) -> list[dict]:
+        resume: bool = False, track: str | None = None) -> list[dict]:
     """Train PPO (brax's trainer) for each seed, one after another, and write the run directory `out`.
 
     Args:
-      config: a Config with algo "ppo" (`mjx-dacer train --algo ppo` layers Table 2's networks over the preset).
-      out: the run directory; absent or empty.
-      seeds: how many seeds (0..N-1), or which; seed s trains with brax's seed config.seed + s.
-      settings: the PPO-only settings.
+      config: a Config with algo "ppo" (`mjx-dacer train --algo ppo` layers Table 2's networks over the preset);
+        with `resume`, the run's config.
+      out: the run directory; absent or empty, or with `resume` an earlier PPO run.
+      seeds: how many seeds (0..N-1), or which; seed s trains with brax's seed config.seed + s (with `resume`:
+        the run's).
+      settings: the PPO-only settings (a resumed run must have been started with the same).
       progress_fn: receives every progress line.
+      resume: keep the seeds whose training finished (params saved, every evaluation in metrics.csv) and train
+        the others from their start: brax's trainer holds a seed's state until it returns, so a seed cannot go
+        on from within. Each seed's training depends on its seed alone, so the run ends as an uninterrupted one.
       track: None, or a W&B project: one W&B run per seed (`on_policy.run`).
     Returns:
-      metrics.csv's rows: one dict per evaluation point and seed.
+      metrics.csv's rows: one dict per evaluation point and seed (with `resume`, the kept seeds' too).
     Raises:
-      ConfigError: a config brax's trainer cannot run exactly, bad seeds, or `out` holds files
-        (all before anything is written).
+      ConfigError: a config brax's trainer cannot run exactly, bad seeds, `out` holds files, or a resume with
+        another config or settings, or of a finished run (all before anything is written); RunStopped:
+        SIGINT / SIGTERM stopped the run at once (the finished seeds kept).
     """
     check(config, settings)
     return on_policy.run(config, out, functools.partial(algorithm, settings=settings), seeds=seeds,
-                         progress_fn=progress_fn, track=track)
+                         progress_fn=progress_fn, resume=resume, track=track)
 
 
 __all__ = ["PPOSettings", "SETTINGS_FILE", "algorithm", "brax_arguments", "check", "network_factory",

@@ -145,7 +145,8 @@ def test_eval_evaluates_the_saved_policy_as_brax_loads_it(cli_run, tmp_path, cap
 def test_refused_options_exit_2_and_write_nothing(cli_run, tmp_path, capsys):
     out, _ = cli_run
     before = sorted(p.name for p in out.iterdir())
-    assert_refused(capsys, ["train", "--resume", out], "writes no checkpoints")
+    assert_refused(capsys, ["train", "--resume", out], "the run is finished (all 1 seed(s))")
+    assert_refused(capsys, ["train", "--resume", out, *sets({"total_iterations": 4})], "cannot train a run longer")
     assert_refused(capsys, ["export", out], "is a ppo run")
     assert sorted(p.name for p in out.iterdir()) == before
 
@@ -155,6 +156,54 @@ def test_refused_options_exit_2_and_write_nothing(cli_run, tmp_path, capsys):
     assert_refused(capsys, ["train", *base, "--on-divergence", "drop"], "--on-divergence")
     assert_refused(capsys, ["train", *base, *sets({"checkpoint_interval": 2})], "checkpoint_interval")
     assert not target.exists()
+
+
+def test_ctrl_c_keeps_the_finished_seeds_and_resume_ends_as_an_uninterrupted_run(cli_run, tmp_path, capsys,
+                                                                                   monkeypatch):
+    """A SIGINT during seed 1's training (`mjx-dacer train --seeds 2`, in this process) stops the run at once:
+    exit 130, the resume command in one line. `--resume` keeps seed 0 (its pickle untouched) and trains seed 1
+    from its start: every row equals the uninterrupted run's (seed 0: `cli_run`, the same config; seed 1: the
+    rows it wrote before the stop, as brax's trainer depends on the seed alone). A finished run is refused."""
+    import os
+    import signal
+
+    from mjx_dacer import on_policy, report
+
+    reference, _ = cli_run
+    out = tmp_path / "run"
+    line = on_policy.progress_line
+
+    def interrupt_at_seed_1_iteration_1(algo, row, *args):
+        if (row["seed"], row["iteration"]) == (1, 1):
+            os.kill(os.getpid(), signal.SIGINT)
+        return line(algo, row, *args)
+
+    monkeypatch.setattr(on_policy, "progress_line", interrupt_at_seed_1_iteration_1)
+    assert main(["train", "--algo", "ppo", "--config", "multigoal", *sets(TINY), "--seeds", "2", "--out", str(out)]) == 130
+    err = capsys.readouterr().err
+    assert "SIGINT: stopped while training seed 1; 1 of 2 seed(s) finished and kept" in err, err
+    assert err.strip().endswith(f"resume with: mjx-dacer train --resume {out}"), err
+    stopped = report.read_rows(out / "metrics.csv")
+    assert [(r["seed"], r["iteration"]) for r in stopped] == [(0, 0), (0, 1), (0, 2), (1, 0), (1, 1)]
+    seed0 = (out / "ppo_params_seed0.pkl").read_bytes()
+    assert not (out / "ppo_params_seed1.pkl").exists()
+
+    monkeypatch.setattr(on_policy, "progress_line", line)
+    assert main(["train", "--resume", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "resuming: seed(s) 0 finished (kept), seed(s) 1 train from their start" in printed, printed
+    assert [ln.split(" env steps")[0] for ln in printed.splitlines() if ln.startswith("[ppo seed")] == \
+        [f"[ppo seed 1] iter {i}/2" for i in (0, 1, 2)]
+    rows = report.read_rows(out / "metrics.csv")
+    assert [(r["seed"], r["iteration"]) for r in rows] == [(s, i) for s in (0, 1) for i in (0, 1, 2)]
+    assert rows[:3] == report.read_rows(reference / "metrics.csv")
+    assert rows[:5] == stopped  # seed 1 again, from its start, as before the stop
+    assert (out / "ppo_params_seed0.pkl").read_bytes() == seed0 and (out / "ppo_params_seed1.pkl").is_file()
+    timing = report.read_rows(out / "timing.csv")
+    assert [(t["run"], t["iteration"], t["session"]) for t in timing] == \
+        [(0, i, 1) for i in (0, 1, 2)] + [(1, i, 2) for i in (0, 1, 2)]
+    assert "2 sessions" in (out / "summary.md").read_text()
+    assert_refused(capsys, ["train", "--resume", out], "the run is finished (all 2 seed(s))")
 
 
 def test_make_agent_refuses_ppo():

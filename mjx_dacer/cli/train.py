@@ -139,11 +139,6 @@ def _resume_target(args: argparse.Namespace, grid_specs: Sequence[str]):
     if not run_dir.is_dir():
         raise ConfigError(f"--resume {run_dir}: no such directory; pass the run directory of an earlier run")
     stored_dir, stored, spec = RunDir.open(run_dir)
-    for algo in (stored.algo, args.algo):
-        if algo is not None and not agents.checkpointed(algo):
-            raise ConfigError(f"--resume {run_dir}: {algo} runs through its own on-policy trainer, which writes no "
-                              "checkpoints and cannot continue a run exactly; start a new run with --out (or "
-                              "--overwrite)")
     try:
         config = resumed_config(stored, _requested_on_resume(args, stored))
     except ConfigError as e:
@@ -153,6 +148,9 @@ def _resume_target(args: argparse.Namespace, grid_specs: Sequence[str]):
                           "drop --seeds to resume it")
     if grid_specs and parse_grid(grid_specs) != spec.grid:
         raise ConfigError(f"--resume {run_dir} was swept over another grid; drop --grid to resume it")
+    if not agents.checkpointed(stored.algo):
+        # No checkpoints: the seeds that finished are kept and the others train again (`on_policy.run` checks).
+        return config, spec, run_dir
     steps = stored_dir.checkpoint_steps()
     # The policies are written with every checkpoint: policy.msgpack, or an on-policy run's ALGO_params_seed*.pkl.
     policies = [stored_dir.policy] if stored_dir.policy.is_file() else sorted(run_dir.glob("*_params_seed*.pkl"))
