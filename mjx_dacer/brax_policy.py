@@ -21,7 +21,7 @@ from __future__ import annotations
 import functools
 import pathlib
 import pickle
-from typing import Any
+from typing import Any, Sequence
 
 import jax
 import numpy as np
@@ -96,19 +96,21 @@ def _settings(run_dir: RunDir, algo: str):
         raise ConfigError(f"{path} does not hold {cls.__name__} (written by another mjx_dacer version?)") from None
 
 
-def _seed_params(run_dir: RunDir, algo: str, config: Config, spec: RunSpec, settings, env, index: int):
-    """(brax's params of run `index`, the iteration they were saved at, the unusable newer checkpoints passed
-    over); see the module docstring."""
-    seed = spec.seeds[index]
+def _params(run_dir: RunDir, algo: str, config: Config, spec: RunSpec, settings, env, runs: Sequence[int]):
+    """(brax's params of each of `runs`, the iteration they were saved at, the unusable newer checkpoints passed
+    over); see the module docstring. A TRPO run's checkpoint is restored once for all of them."""
     if algo == "ppo":
-        path = on_policy.params_path(run_dir, algo, seed)
-        if not path.is_file():
-            raise CheckpointError(f"{run_dir.path} has no {path.name}: seed {seed}'s training did not finish (brax's "
-                                  "PPO trainer gives its policy back only at the end)")
-        try:
-            return pickle.loads(path.read_bytes()), config.total_iterations, ()
-        except Exception:  # unpickling raises many kinds of errors on damaged data
-            raise CheckpointError(f"{path} is damaged: it does not unpickle") from None
+        params = []
+        for index in runs:
+            path = on_policy.params_path(run_dir, algo, spec.seeds[index])
+            if not path.is_file():
+                raise CheckpointError(f"{run_dir.path} has no {path.name}: seed {spec.seeds[index]}'s training did "
+                                      "not finish (brax's PPO trainer gives its policy back only at the end)")
+            try:
+                params.append(pickle.loads(path.read_bytes()))
+            except Exception:  # unpickling raises many kinds of errors on damaged data
+                raise CheckpointError(f"{path} is damaged: it does not unpickle") from None
+        return params, config.total_iterations, ()
     algorithm = _ALGORITHMS[algo][1](config, on_policy.KeepMetricKeys(env), settings)
     checkpointer = Checkpointer(run_dir.path, read_only=True)
     try:
@@ -119,8 +121,8 @@ def _seed_params(run_dir: RunDir, algo: str, config: Config, spec: RunSpec, sett
                               ) from None
     finally:
         checkpointer.close()
-    return (algorithm.program.params(restored.state)[index], restored.chunks_done * config.eval_interval,
-            tuple(restored.skipped))
+    every = algorithm.program.params(restored.state)
+    return [every[i] for i in runs], restored.chunks_done * config.eval_interval, tuple(restored.skipped)
 
 
 def _check_shapes(networks, params, path: pathlib.Path) -> None:
@@ -144,22 +146,35 @@ def load(path: str | pathlib.Path, run: int = 0, deterministic: bool = True, see
       ValueError: run out of range; CheckpointError: no policy saved for it, or a damaged or mismatching one.
       One line each. The policy's `skipped` names newer checkpoints that were unusable (TRPO).
     """
+    return load_runs(path, [run], deterministic=deterministic, seed=seed)[0]
+
+
+def load_runs(path: str | pathlib.Path, runs: Sequence[int] | None = None, deterministic: bool = True,
+              seed: int = 0) -> list[BraxPolicy]:
+    """Several runs of `path` (every one by default) as `load` gives each; a TRPO run's checkpoint is read once,
+    so all come from the same one. The same errors as `load`."""
     run_dir, config, spec = RunDir.open(path)
     if config.algo not in _ALGORITHMS:
         raise ConfigError(f"{path} is a {config.algo} run, not an on-policy (ppo, trpo) one")
     num_runs = len(spec.seeds)
-    if not isinstance(run, (int, np.integer)) or not 0 <= run < num_runs:
-        raise ValueError(f"run {run} does not exist: {path} has runs 0..{num_runs - 1} (seeds "
-                         f"{', '.join(map(str, spec.seeds))})")
+    runs = range(num_runs) if runs is None else runs
+    for run in runs:
+        if not isinstance(run, (int, np.integer)) or not 0 <= run < num_runs:
+            raise ValueError(f"run {run} does not exist: {path} has runs 0..{num_runs - 1} (seeds "
+                             f"{', '.join(map(str, spec.seeds))})")
+    runs = [int(run) for run in runs]
     settings = _settings(run_dir, config.algo)
     env = envs.make(config.env, physics=config.physics)
-    params, iteration, skipped = _seed_params(run_dir, config.algo, config, spec, settings, env, int(run))
+    params, iteration, skipped = _params(run_dir, config.algo, config, spec, settings, env, runs)
     networks, inference = _networks(config, settings, env.observation_size, env.action_size)
-    _check_shapes(networks, params, run_dir.path)
-    policy = BraxPolicy(inference, params, config, env.observation_size, env.action_size, int(run), spec.label(0),
-                        spec.seeds[run], iteration, num_runs, deterministic, seed)
-    policy.skipped = skipped
-    return policy
+    policies = []
+    for run, run_params in zip(runs, params):
+        _check_shapes(networks, run_params, run_dir.path)
+        policy = BraxPolicy(inference, run_params, config, env.observation_size, env.action_size, run,
+                            spec.label(0), spec.seeds[run], iteration, num_runs, deterministic, seed)
+        policy.skipped = skipped
+        policies.append(policy)
+    return policies
 
 
-__all__ = ["BraxPolicy", "load"]
+__all__ = ["BraxPolicy", "load", "load_runs"]

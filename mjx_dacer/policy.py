@@ -255,27 +255,39 @@ def load_policy(path: PathLike, run: int = 0, deterministic: bool = True, seed: 
       ValueError: run out of range. Both with a one-line message.
       For a PPO or TRPO run, `brax_policy.load`'s errors.
     """
+    return load_policies(path, [run], deterministic=deterministic, seed=seed)[0]
+
+
+def load_policies(path: PathLike, runs: Sequence[int] | None = None, deterministic: bool = True,
+                  seed: int = 0) -> list[RunPolicy]:
+    """Several runs of `path` (every one by default) as `load_policy` gives each, read in one go: the artifact
+    (or a TRPO run's checkpoint) is read once, so every policy comes from the same save, even while the run
+    goes on writing newer ones. The same errors as `load_policy`; each policy has its own key (`seed`)."""
     if on_policy_run(path):
         from mjx_dacer import brax_policy  # brax's training modules: imported only for these runs
 
-        return brax_policy.load(path, run=run, deterministic=deterministic, seed=seed)
+        return brax_policy.load_runs(path, runs, deterministic=deterministic, seed=seed)
     body = read_artifact(path)
     num_runs = int(body["num_runs"])
-    if not isinstance(run, (int, np.integer)) or not 0 <= run < num_runs:
-        raise ValueError(f"run {run} is out of range: {path} holds {num_runs} run(s), indices 0..{num_runs - 1}")
-    run = int(run)
-    params = PolicyParams(
-        network=jax.tree.map(lambda x: jnp.asarray(x[run]), body["policy_params"]),
-        log_alpha=jnp.asarray(body["log_alpha"][run], jnp.float32),
-        noise_scale=jnp.asarray(body["noise_scale"][run], jnp.float32),
-    )
+    runs = range(num_runs) if runs is None else runs
+    for run in runs:
+        if not isinstance(run, (int, np.integer)) or not 0 <= run < num_runs:
+            raise ValueError(f"run {run} is out of range: {path} holds {num_runs} run(s), indices 0..{num_runs - 1}")
     agent = make_agent(body["config"], int(body["obs_size"]), int(body["action_size"]))  # sizes as stored
-    return Policy(
-        agent=agent, params=params, config=body["config"], run=run, label=body["labels"][run],
-        seed=int(body["seeds"][run]), iteration=int(body["iteration"]), num_runs=num_runs,
-        deterministic=deterministic, key_seed=seed,
-    )
+    policies = []
+    for run in map(int, runs):
+        params = PolicyParams(
+            network=jax.tree.map(lambda x: jnp.asarray(x[run]), body["policy_params"]),
+            log_alpha=jnp.asarray(body["log_alpha"][run], jnp.float32),
+            noise_scale=jnp.asarray(body["noise_scale"][run], jnp.float32),
+        )
+        policies.append(Policy(
+            agent=agent, params=params, config=body["config"], run=run, label=body["labels"][run],
+            seed=int(body["seeds"][run]), iteration=int(body["iteration"]), num_runs=num_runs,
+            deterministic=deterministic, key_seed=seed,
+        ))
+    return policies
 
 
-__all__ = ["FILENAME", "FORMAT", "VERSION", "Policy", "PolicyParams", "RunPolicy", "artifact_path", "load_policy", "on_policy_run",
-           "policy_action", "read_artifact", "save_policy"]
+__all__ = ["FILENAME", "FORMAT", "VERSION", "Policy", "PolicyParams", "RunPolicy", "artifact_path", "load_policies",
+           "load_policy", "on_policy_run", "policy_action", "read_artifact", "save_policy"]

@@ -29,7 +29,7 @@ from mjx_dacer import artifact_io
 from mjx_dacer.config import Config, to_dict
 from mjx_dacer.dacer import DACER
 from mjx_dacer.errors import CheckpointError, PolicyFileError
-from mjx_dacer.policy import load_policy, read_artifact, save_policy
+from mjx_dacer.policy import load_policies, load_policy, read_artifact, save_policy
 
 # Hopper-v5's sizes (Gymnasium's defaults); asserted against Gymnasium in the CLI test's fixture.
 OBS, ACT = 11, 3
@@ -108,6 +108,16 @@ def test_round_trip_restores_params_bit_exactly_and_the_metadata(artifact, hoppe
         for got, want in zip(jax.tree.leaves(policy.params.network), jax.tree.leaves(run_params(state, run))):
             assert np.array_equal(np.asarray(got), want)
         assert float(policy.params.log_alpha) == float(state.log_alpha[run])
+
+    # Every run at once, from one read of the file: the same runs, in order, sharing one agent (one compile).
+    together = load_policies(artifact)
+    assert [p.run for p in together] == list(range(RUNS)) and len({id(p.agent) for p in together}) == 1
+    for policy in together:
+        for got, want in zip(jax.tree.leaves(policy.params.network), jax.tree.leaves(run_params(state, policy.run))):
+            assert np.array_equal(np.asarray(got), want)
+    assert [p.run for p in load_policies(artifact, [1, 0])] == [1, 0]
+    with pytest.raises(ValueError, match=f"run {RUNS} is out of range"):
+        load_policies(artifact, [0, RUNS])
 
 
 def test_actions_equal_deterministic_action_on_the_same_key_sequence(artifact, hopper_batch):

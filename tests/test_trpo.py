@@ -249,7 +249,7 @@ def test_the_run_directory_is_read_by_table_and_refuses_what_trpo_cannot_do(mult
     assert sorted(p.name for p in out.iterdir()) == before and not target.exists()
 
 
-def test_eval_evaluates_each_seed_from_the_newest_checkpoint(multigoal_run, tmp_path, capsys):
+def test_eval_evaluates_each_seed_from_the_newest_checkpoint(multigoal_run, tmp_path, capsys, monkeypatch):
     """`mjx-dacer eval` on a TRPO run: each seed's policy from the newest checkpoint (iteration 20), equal to its
     trpo_params pickle and acting as the README's recipe does; its deterministic episodes in the MJX task return
     about what the run's own last evaluation did (other initial states: -145.9 and -131.4 there, within 6 in a
@@ -273,6 +273,20 @@ def test_eval_evaluates_each_seed_from_the_newest_checkpoint(multigoal_run, tmp_
             np.testing.assert_array_equal(restored, pickled)
         recipe = ppo_networks.make_inference_fn(networks)(saved, deterministic=True)
         np.testing.assert_allclose(policy(obs), recipe(obs, jax.random.PRNGKey(1))[0], rtol=1e-6, atol=1e-6)
+
+    # Every seed at once (eval --all-runs): the checkpoint is restored once, so all come from the same one.
+    from mjx_dacer import on_policy
+    from mjx_dacer.policy import load_policies
+
+    restore, restores = on_policy.restore, []
+    monkeypatch.setattr(on_policy, "restore", lambda *args: restores.append(args) or restore(*args))
+    together = load_policies(out)
+    assert len(restores) == 1 and [(p.run, p.iteration) for p in together] == [(0, 20), (1, 20)]
+    for policy in together:
+        saved = model.load_params(str(out / f"trpo_params_seed{policy.run}.pkl"))
+        for restored, pickled in zip(jax.tree.leaves(policy.params), jax.tree.leaves(saved)):
+            np.testing.assert_array_equal(restored, pickled)
+    monkeypatch.undo()
 
     result = cli("eval", out, "--all-runs", "--episodes", 10)
     assert result.returncode == 0, result.stdout + result.stderr

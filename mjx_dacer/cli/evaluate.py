@@ -124,12 +124,13 @@ def _has_gymnasium_version(env_name: str) -> bool:
     return env_name in gymnasium.envs.registry
 
 
-def _load(path: pathlib.Path, run: int, seed: int):
-    """Run `run` of `path` as a deterministic `RunPolicy`, whichever algorithm trained it."""
-    from mjx_dacer.policy import load_policy
+def _load(path: pathlib.Path, runs: list[int] | None, seed: int):
+    """Runs `runs` of `path` (None: every run) as deterministic `RunPolicy`s, whichever algorithm trained them,
+    read in one go (`load_policies`: all from the same save)."""
+    from mjx_dacer.policy import load_policies
 
     try:
-        return load_policy(path, run=run, deterministic=True, seed=seed)
+        return load_policies(path, runs, deterministic=True, seed=seed)
     except ValueError as e:  # ConfigError is one too: keep its text, make it the CLI's kind of error
         raise ConfigError(str(e).splitlines()[0]) from None
 
@@ -156,14 +157,14 @@ def run(args: argparse.Namespace) -> int:
     # mjx_dacer.envs first: it picks the headless OpenGL backend before mujoco is imported.
     from mjx_dacer import envs
 
-    first = _load(args.run_dir, 0 if args.all_runs else args.run, args.seed)
+    policies = _load(args.run_dir, None if args.all_runs else [args.run], args.seed)
+    first = policies[0]
     for line in getattr(first, "skipped", ()):  # read from an older checkpoint: say so, as a resume does
         print(f"warning: {line} is unusable, skipped", flush=True)
     backends = _backends(args.backend, first.env_name)
-    runs = range(first.num_runs) if args.all_runs else [first.run]
     config = first.config
     print(f"{config.env} {config.algo} policy from {args.run_dir}: iteration {first.iteration}, "
-          f"{len(runs)} of {first.num_runs} run(s); backends: {', '.join(backends)}", flush=True)
+          f"{len(policies)} of {first.num_runs} run(s); backends: {', '.join(backends)}", flush=True)
 
     import jax
     import numpy as np
@@ -172,8 +173,8 @@ def run(args: argparse.Namespace) -> int:
     want_video = args.video is not None
     renderable = True
     results: list[Result] = []
-    for r in runs:
-        policy = first if r == first.run else _load(args.run_dir, r, args.seed)
+    for policy in policies:
+        r = policy.run
         tag = f"run {r} ({policy.label}, seed {policy.seed})"
         needs_mjx = "mjx" in backends or (want_video and video_traj is None)
         if needs_mjx and env is None:
