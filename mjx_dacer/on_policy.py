@@ -422,20 +422,22 @@ def run(config: Config, out: str | pathlib.Path, algorithm: Callable[[Config, En
 
     Args:
       config: a checked Config (the algorithm's module checks it first); with `resume`, the run's stored
-        config or that config with a larger total_iterations (train a finished run longer).
-      out: the run directory; absent or empty (with `resume`: an earlier run of an algorithm with a `Program`).
+        config or, for a `Program`, that config with a larger total_iterations (train a finished run longer).
+      out: the run directory; absent or empty (with `resume`: an earlier run of the algorithm).
       algorithm: (config, task wrapped in `KeepMetricKeys`) -> the `Algorithm` to run.
       seeds: how many seeds (0..N-1), or which; seed s trains with seed config.seed + s. With `resume`: the run's.
       progress_fn: receives every progress line.
-      resume: go on from the newest usable checkpoint in `out`, exactly as if the run had not stopped.
+      resume: go on as if the run had not stopped: a `Program` from the newest usable checkpoint in `out`; a
+        `train` function keeps the seeds that finished and trains the others from their start.
       track: None, or a Weights & Biases project: one W&B run per seed (`sinks.WandbSink`, as the shared
         program's runs; a resumed run continues them); needs wandb, checked before anything is written.
     Returns:
       metrics.csv's rows: one dict per evaluation point and seed (with `resume`, those before it too).
     Raises:
-      ConfigError: bad seeds, `out` holds files, or (with `resume`) a config or settings that differ from the run's
-        (all before anything is written); CheckpointError: no usable checkpoint to resume; RunStopped: a signal
-        stopped a `Program` after its epoch in progress.
+      ConfigError: bad seeds, `out` holds files, or (with `resume`) a config or settings that differ from the run's,
+        or a finished run given to a `train` function (all before anything is written); CheckpointError: no usable
+        checkpoint to resume, or unreadable rows; RunStopped: a signal stopped a `Program` after its epoch in
+        progress, or a `train` function at once.
     """
     out = pathlib.Path(out)
     sinks.check_tracking_available(track)
@@ -482,9 +484,9 @@ def run(config: Config, out: str | pathlib.Path, algorithm: Callable[[Config, En
         resuming = (f"; resuming after epoch {restored.chunks_done} (iteration "
                     f"{restored.chunks_done * config.eval_interval})")
     elif finished:
-        kept = [s for r, s in enumerate(spec.seeds) if r in finished.runs]
+        done_seeds = [s for r, s in enumerate(spec.seeds) if r in finished.runs]
         again = [s for r, s in enumerate(spec.seeds) if r not in finished.runs]
-        resuming = (f"; resuming: seed(s) {', '.join(map(str, kept)) or 'none'} finished (kept), seed(s) "
+        resuming = (f"; resuming: seed(s) {', '.join(map(str, done_seeds)) or 'none'} finished (kept), seed(s) "
                     f"{', '.join(map(str, again))} train from their start")
     else:
         resuming = ""
