@@ -16,13 +16,8 @@
     mjx_dacer.envs.write_video(frames, "hopper.mp4", fps=1 / env.dt)
 """
 
-import os as _os
-import sys as _sys
-
-# Rendering needs its OpenGL backend chosen before mujoco is first imported:
-# on a Linux machine without a display, default to EGL (GPU driver or Mesa).
-if _sys.platform.startswith("linux") and not _os.environ.get("DISPLAY") and "MUJOCO_GL" not in _os.environ:
-    _os.environ["MUJOCO_GL"] = "egl"
+# Rendering's OpenGL backend (MUJOCO_GL: EGL on a Linux machine without a display) is chosen by
+# mjx_dacer/__init__.py, which runs before this module and before anything imports mujoco.
 
 from mjx_dacer.envs.base import compiler_options, jit  # noqa: E402
 from mjx_dacer.envs.physics import DEFAULT_PROFILE, PROFILES  # noqa: E402

@@ -3,6 +3,8 @@
 import contextlib as _contextlib
 import importlib.util as _importlib_util
 import io as _io
+import os as _os
+import sys as _sys
 
 # A checkout's own mjx_dacer/ can come first on sys.path (`python -m` or `-c` run inside a
 # checkout whose package was installed regularly elsewhere). Its environments live in the
@@ -19,6 +21,11 @@ from mjx_dacer import cpu_threads as _cpu_threads
 # intra-op pool one thread, or MJX's batched Cholesky kernels can deadlock it
 # (see mjx_dacer.cpu_threads). CPU_THREADS records what was decided.
 CPU_THREADS = _cpu_threads.limit()
+
+# Rendering needs its OpenGL backend chosen before mujoco is first imported (mujoco reads MUJOCO_GL
+# once, at import): on a Linux machine without a display, default to EGL (GPU driver or Mesa).
+if _sys.platform.startswith("linux") and not _os.environ.get("DISPLAY") and "MUJOCO_GL" not in _os.environ:
+    _os.environ["MUJOCO_GL"] = "egl"
 
 # mujoco.mjx prints a line to stdout when its optional Warp backend is not
 # installed; that backend is never used here, so keep the notice out of the CLI's output.

@@ -49,8 +49,14 @@ def error_line(error: Exception) -> str:
 Check = Callable[[Any], "str | None"]
 
 
+# The largest whole-number setting: the device counts iterations, steps and seeds in int32.
+INT_MAX = 2**31 - 1
+
+
 def at_least(low: float) -> Check:
     def check(v):
+        if isinstance(v, int) and v > INT_MAX:
+            return f"must be <= {INT_MAX} (counted in int32 on the device)"
         if not (math.isfinite(v) and v >= low):
             return f"must be >= {low}" if isinstance(v, int) else f"must be a finite number >= {low:g}"
         return None
@@ -260,6 +266,10 @@ def _coerce(name: str, value: Any) -> Any:
         raise ConfigError(f"config key '{name}' must be {expected}, got {value!r}") from None
 
 
+# The most evaluation points (chunks, each a host round trip and a metrics.csv row per run) a run may have.
+MAX_EVALUATIONS = 1_000_000
+
+
 def validate(cfg: Config) -> Config:
     """Each field's declared range check, then the checks across fields; raises ConfigError naming the field."""
     for name, f in _FIELDS.items():
@@ -282,6 +292,12 @@ def validate(cfg: Config) -> Config:
         raise ConfigError(
             f"num_envs ({cfg.num_envs}) is larger than buffer_capacity ({cfg.buffer_capacity}); raise buffer_capacity"
         )
+    if cfg.warmup_iterations + cfg.total_iterations > INT_MAX:
+        raise ConfigError(f"the warm-up's {cfg.warmup_iterations} iterations and total_iterations "
+                          f"({cfg.total_iterations}) exceed {INT_MAX}, the most the device's int32 counter holds")
+    if cfg.total_iterations // cfg.eval_interval > MAX_EVALUATIONS:
+        raise ConfigError(f"total_iterations ({cfg.total_iterations}) / eval_interval ({cfg.eval_interval}) is "
+                          f"more than {MAX_EVALUATIONS:,} evaluations (chunks) per run; raise eval_interval")
     return cfg
 
 
@@ -295,7 +311,8 @@ def describe() -> str:
     return "\n".join(lines)
 
 
-def unknown_key_error(key: str) -> ConfigError:
+def unknown_key_error(key: Any) -> ConfigError:
+    key = str(key)  # a YAML key can be a number
     close = difflib.get_close_matches(key, _FIELDS, n=1)
     hint = f" (did you mean '{close[0]}'?)" if close else ""
     return ConfigError(f"unknown config key '{key}'{hint}; valid keys: {', '.join(_FIELDS)}")
@@ -359,6 +376,9 @@ def load_config(path: str | pathlib.Path | None = None, overrides: Mapping[str, 
             loaded = yaml.safe_load(file.read_text())
         except yaml.YAMLError as e:
             raise ConfigError(f"config file {file} is not valid YAML: {yaml_problem(e)}") from None
+        except (OSError, UnicodeDecodeError) as e:  # a folder, unreadable, or not text
+            raise ConfigError(f"config file {file} cannot be read as text ({type(e).__name__}: "
+                              f"{str(e).splitlines()[0] if str(e) else ''})") from None
         if loaded is None:
             loaded = {}
         if not isinstance(loaded, dict):

@@ -43,7 +43,6 @@ run ends with the rows and params of an uninterrupted one, in more time.
 from __future__ import annotations
 
 import collections
-import csv
 import dataclasses
 import pathlib
 import pickle
@@ -61,7 +60,7 @@ from mjx_dacer import envs, report, sinks
 from mjx_dacer.artifact_io import write_atomically
 from mjx_dacer.checkpoint import Checkpointer, Restored
 from mjx_dacer.config import Config, ConfigError
-from mjx_dacer.errors import SIGNAL_EXIT, CheckpointError, RunStopped
+from mjx_dacer.errors import SIGNAL_EXIT, RunStopped
 from mjx_dacer.rundir import RunDir, RunSpec, resumed_config
 
 # metrics.csv's evaluation columns (as `sinks.LEADING_COLUMNS`) -> brax's evaluator metrics. An algorithm
@@ -388,16 +387,9 @@ class _Finished:
 
 
 def _finished(run_dir: RunDir, algo: Algorithm, config: Config, spec: RunSpec) -> _Finished:
-    """The seeds of `run_dir` whose training ended (`_Finished`). Raises CheckpointError (one line) if its
-    metrics.csv or timing.csv cannot be read."""
-    tables = []
-    for path in (run_dir.metrics, run_dir.timing):
-        try:
-            tables.append(report.read_rows(path) if path.is_file() else [])
-        except (OSError, ValueError, csv.Error) as e:
-            raise CheckpointError(f"{path} cannot be read ({type(e).__name__}), so which seeds finished is not "
-                                  "known; start a new run with --out") from None
-    rows, timing = tables
+    """The seeds of `run_dir` whose training ended (`_Finished`). Raises ConfigError (one line) if its
+    metrics.csv or timing.csv is damaged (`report.read_rows`)."""
+    rows, timing = (report.read_rows(path) if path.is_file() else [] for path in (run_dir.metrics, run_dir.timing))
     evaluations = config.total_iterations // config.eval_interval + 1
     counts = collections.Counter(r.get("run") for r in rows)
     runs = frozenset(r for r, seed in enumerate(spec.seeds)

@@ -50,10 +50,30 @@ def _parse(value: str):
 
 
 def read_rows(path: pathlib.Path) -> list[dict]:
-    """Rows of metrics.csv; integers as ints, other numbers as floats, blanks as None, the label and other
-    text as strings (the rows the run wrote, as `sinks.chunk_rows` made them)."""
-    with path.open() as f:
-        return [{k: (v if k == "label" else _parse(v)) for k, v in row.items()} for row in csv.DictReader(f)]
+    """Rows of metrics.csv (or timing.csv); integers as ints, other numbers as floats, blanks as None, the label
+    and other text as strings (the rows the run wrote, as `sinks.chunk_rows` made them).
+
+    Raises ConfigError (one line) for a file that is not such a table: not text, a row with more or fewer
+    fields than the header (a truncated write), or an id column (run, seed, iteration, env_steps) not an integer.
+    """
+    rows = []
+    try:
+        with path.open(newline="") as f:
+            reader = csv.DictReader(f)
+            for row in reader:
+                if None in row or None in row.values():
+                    raise ValueError(f"line {reader.line_num} has {'more' if None in row else 'fewer'} fields "
+                                     "than the header")
+                parsed = {k: (v if k == "label" else _parse(v)) for k, v in row.items()}
+                for column in ("run", "seed", "iteration", "env_steps"):
+                    blank_run = (column, row.get(column)) == ("run", "")  # timing.csv: a row of every run
+                    if column in parsed and not isinstance(parsed[column], int) and not blank_run:
+                        raise ValueError(f"line {reader.line_num}: {column} {row[column]!r} is not an integer")
+                rows.append(parsed)
+    except (UnicodeDecodeError, csv.Error, ValueError) as e:
+        reason = "it is not text" if isinstance(e, UnicodeDecodeError) else str(e)
+        raise ConfigError(f"{path} is damaged: {reason}") from None
+    return rows
 
 
 def curves_by_label(rows: Iterable[dict]) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:

@@ -131,9 +131,16 @@ class RunDir:
         run_dir = cls(pathlib.Path(path))
         if not run_dir.config.is_file():
             raise ConfigError(f"{path} is not a run directory (no config.yaml); check the path")
-        values = yaml.safe_load(run_dir.config.read_text()) or {}
-        seeds = tuple(values.get("seeds", (0,)))
-        grid = tuple(dict(g) for g in values.get("grid", ({},)))
+        damaged = f"{run_dir.config} is damaged"
+        try:
+            values = yaml.safe_load(run_dir.config.read_text()) or {}
+        except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
+            raise ConfigError(f"{damaged}: it does not read as YAML ({type(e).__name__})") from None
+        try:
+            seeds = tuple(int(s) for s in values.get("seeds", (0,)))
+            grid = tuple(dict(g) for g in values.get("grid", ({},)))
+        except (AttributeError, TypeError, ValueError):  # not a mapping, or seeds / grid of the wrong shape
+            raise ConfigError(f"{damaged}: it does not hold a run's config, seeds and grid") from None
         config = from_dict({k: v for k, v in values.items() if k not in RUN_DIR_KEYS})
         return run_dir, config, RunSpec(grid=grid, seeds=seeds)
 

@@ -76,3 +76,23 @@ def test_write_gif_and_mp4(tmp_path):
         assert envs.write_video(frames, tmp_path / "clip.mp4", fps=10).stat().st_size > 0
     with pytest.raises(ValueError, match="unsupported video format"):
         envs.write_video(frames, tmp_path / "clip.avi")
+
+
+def test_a_headless_linux_machine_gets_egl_before_mujoco_is_imported():
+    """mujoco picks its OpenGL backend once, when first imported, from MUJOCO_GL. `import mjx_dacer` imports
+    mujoco itself, so the headless default (EGL) must be set before that, not by a module imported later
+    (it was: every headless render then failed, and `eval --video` of a MuJoCo task wrote no video)."""
+    import os
+    import subprocess
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        pytest.skip("the EGL default is for headless Linux")
+    env = {k: v for k, v in os.environ.items() if k not in ("MUJOCO_GL", "DISPLAY", "PYOPENGL_PLATFORM")}
+    probe = "import mjx_dacer, mujoco, os; print(os.environ['MUJOCO_GL'], mujoco.GLContext.__module__)"
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["egl", "mujoco.egl"], out.stdout
+    chosen = {**env, "MUJOCO_GL": "glfw"}  # a user's choice is kept
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=chosen, timeout=300)
+    assert out.stdout.split() == ["glfw", "mujoco.glfw"], out.stdout + out.stderr

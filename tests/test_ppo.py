@@ -179,7 +179,8 @@ def test_ctrl_c_keeps_the_finished_seeds_and_resume_ends_as_an_uninterrupted_run
         return line(algo, row, *args)
 
     monkeypatch.setattr(on_policy, "progress_line", interrupt_at_seed_1_iteration_1)
-    assert main(["train", "--algo", "ppo", "--config", "multigoal", *sets(TINY), "--seeds", "2", "--out", str(out)]) == 130
+    command = ["train", "--algo", "ppo", "--config", "multigoal", *sets(TINY), "--seeds", "2", "--out", str(out)]
+    assert main(command) == 130
     err = capsys.readouterr().err
     assert "SIGINT: stopped while training seed 1; 1 of 2 seed(s) finished and kept" in err, err
     assert err.strip().endswith(f"resume with: mjx-dacer train --resume {out}"), err

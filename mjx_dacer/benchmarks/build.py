@@ -26,6 +26,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from mjx_dacer.benchmarks import count
 from mjx_dacer.benchmarks import common
 from mjx_dacer.benchmarks.train import task_config
 from mjx_dacer.config import ConfigError
@@ -36,8 +37,8 @@ STAGES = ("shapes", "trace", "lower", "compile")
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--envs", nargs="+", default=["Hopper-v5", "Humanoid-v5"], help="tasks (preset configs)")
-    p.add_argument("--seeds", nargs="+", type=int, default=[1], help="vmapped seed counts")
-    p.add_argument("--repeats", type=int, default=1, help="builds per row, each from empty caches (median)")
+    p.add_argument("--seeds", nargs="+", type=count, default=[1], help="vmapped seed counts")
+    p.add_argument("--repeats", type=count, default=1, help="builds per row, each from empty caches (median)")
     p.add_argument("--compile", action=argparse.BooleanOptionalAction, default=True,
                    help="also time XLA's compile (minutes for the paper's tasks on a CPU)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",

@@ -29,6 +29,7 @@ import sys
 import tempfile
 import time
 
+from mjx_dacer.benchmarks import count
 from mjx_dacer import cpu_threads
 from mjx_dacer.config import ConfigError
 
@@ -44,21 +45,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--envs", nargs="+", default=list(envs.names()), metavar="NAME", help="tasks (default: all)")
     parser.add_argument("--profiles", nargs="+", default=list(envs.PROFILES), choices=envs.PROFILES, help="physics profiles")
     parser.add_argument(
-        "--batch-sizes", nargs="+", type=int, default=None, metavar="N",
+        "--batch-sizes", nargs="+", type=count, default=None, metavar="N",
         help="numbers of parallel environments (default: 1 20 1024, and 4096 on a GPU/TPU)",
     )
     parser.add_argument(
-        "--steps", type=int, default=None,
+        "--steps", type=count, default=None,
         help="wrapper steps per timed call (default: about 4096 env steps per call on CPU, 1e6 on GPU, within [8, 1000])",
     )
     parser.add_argument(
-        "--cpu-threads", nargs="+", type=int, default=None, metavar="N",
+        "--cpu-threads", nargs="+", type=count, default=None, metavar="N",
         help="CPU backend: run each row with each of these XLA:CPU intra-op pool sizes (PJRT_NPROC); "
         "default: this process's pool",
     )
-    parser.add_argument("--runs", nargs="+", type=int, default=[1], metavar="R",
+    parser.add_argument("--runs", nargs="+", type=count, default=[1], metavar="R",
                         help="runs (seeds) vmapped around the N environments, as in training; a row per count")
-    parser.add_argument("--repeats", type=int, default=2, help="timed calls per row; the best is reported")
+    parser.add_argument("--repeats", type=count, default=2, help="timed calls per row; the best is reported")
     parser.add_argument("--seed", type=int, default=0, help="PRNG seed of the initial states and actions")
     parser.add_argument("--out", default=None, help="also write the Markdown table to this file (rewritten after every row)")
     parser.add_argument("--row-timeout", type=float, default=1800.0, help="seconds one row (compile + timing) may take")

@@ -21,17 +21,18 @@ import time
 
 import numpy as np
 
+from mjx_dacer.benchmarks import count
 from mjx_dacer.benchmarks import common
 from mjx_dacer.config import ConfigError
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--dims", nargs="+", type=int, default=[6, 17], help="action dimensions (HalfCheetah 6, Humanoid 17)")
-    p.add_argument("--states", type=int, default=256, help="states per estimate (the replay batch)")
-    p.add_argument("--samples", type=int, default=200, help="behaviour actions per state")
-    p.add_argument("--components", type=int, default=3, help="mixture components K")
-    p.add_argument("--repeats", type=int, default=10, help="timed on-device calls (median reported)")
-    p.add_argument("--sklearn-states", type=int, default=None,
+    p.add_argument("--dims", nargs="+", type=count, default=[6, 17], help="action dimensions (HalfCheetah 6, Humanoid 17)")
+    p.add_argument("--states", type=count, default=256, help="states per estimate (the replay batch)")
+    p.add_argument("--samples", type=count, default=200, help="behaviour actions per state")
+    p.add_argument("--components", type=count, default=3, help="mixture components K")
+    p.add_argument("--repeats", type=count, default=10, help="timed on-device calls (median reported)")
+    p.add_argument("--sklearn-states", type=count, default=None,
                    help="fit only this many states with scikit-learn and scale its time to --states (default: all)")
     p.add_argument("--no-sklearn", action="store_true", help="skip the scikit-learn column (e.g. where it is not installed)")
     p.add_argument("--seed", type=int, default=0, help="seed of the sample data and of scikit-learn's k-means")

@@ -35,6 +35,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from mjx_dacer.benchmarks import count
 from mjx_dacer import buffer as replay
 from mjx_dacer.benchmarks import common
 from mjx_dacer.benchmarks.train import task_config
@@ -44,8 +45,8 @@ from mjx_dacer.train import TrainProgram, make_train
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--env", default="Humanoid-v5", help="task (preset config)")
-    p.add_argument("--calls", type=int, default=20, help="calls of each part per timed program")
-    p.add_argument("--repeats", type=int, default=3, help="timed repeats (median reported)")
+    p.add_argument("--calls", type=count, default=20, help="calls of each part per timed program")
+    p.add_argument("--repeats", type=count, default=3, help="timed repeats (median reported)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="config override (e.g. hidden_sizes=64,64)")
     p.add_argument("--trace", metavar="DIR", help="also write a jax.profiler trace of --calls whole iterations")

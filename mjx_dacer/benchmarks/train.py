@@ -29,6 +29,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from mjx_dacer.benchmarks import count
 from mjx_dacer import envs
 from mjx_dacer.benchmarks import common
 from mjx_dacer.buffer import Transition
@@ -41,9 +42,9 @@ BUFFER_CAPACITY = 100_000  # transitions per seed unless --set buffer_capacity=N
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--envs", nargs="+", default=["Hopper-v5", "Humanoid-v5"], help="tasks (preset configs)")
-    p.add_argument("--seeds", nargs="+", type=int, default=[1, 4, 16], help="vmapped seed counts")
-    p.add_argument("--iterations", type=int, default=20, help="timed iterations per measurement")
-    p.add_argument("--repeats", type=int, default=3, help="timed repeats (median reported)")
+    p.add_argument("--seeds", nargs="+", type=count, default=[1, 4, 16], help="vmapped seed counts")
+    p.add_argument("--iterations", type=count, default=20, help="timed iterations per measurement")
+    p.add_argument("--repeats", type=count, default=3, help="timed repeats (median reported)")
     p.add_argument("--host-loop", action=argparse.BooleanOptionalAction, default=True,
                    help="also time the host-driven loop (one seed)")
     p.add_argument("--memory-only", action="store_true",

@@ -3,6 +3,8 @@
 Exit statuses, mapped in one place (`main`):
 
     0    done
+    1    the system refused a file operation (permission, disk full, a read-only
+         folder): one line naming the error and the path
     2    bad input: unknown task, preset or key, wrong type, out-of-range values,
          an existing run directory or file at --out, a run directory without a
          usable checkpoint or policy (one line on stderr, nothing written)
@@ -25,6 +27,7 @@ from mjx_dacer.config import HPARAM_FIELDS, ConfigError, describe, error_line
 from mjx_dacer.errors import CheckpointError, RunStopped
 
 EXIT_USAGE = 2
+EXIT_OS = 1  # an OSError: the file system refused (permission, disk full)
 USER_ERRORS = (ConfigError, CheckpointError)  # one line on stderr, exit EXIT_USAGE
 
 EPILOG = """examples:
@@ -148,6 +151,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except USER_ERRORS as e:
         print(f"mjx-dacer: error: {error_line(e)}", file=sys.stderr)
         return EXIT_USAGE
+    except OSError as e:  # the file system's refusal, not the program's state: its own words and the path
+        where = f": {e.filename}" if e.filename else ""
+        print(f"mjx-dacer: error: {e.strerror or type(e).__name__}{where}", file=sys.stderr)
+        return EXIT_OS
     except RunStopped as e:
         print(f"mjx-dacer: {e}{train.stop_hint(e)}", file=sys.stderr, flush=True)
         if e.abandoned:

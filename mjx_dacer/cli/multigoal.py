@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import pathlib
 
+from mjx_dacer.cli.results import check_out_file
 from mjx_dacer.config import ConfigError
 
 
@@ -37,6 +38,12 @@ def run(args: argparse.Namespace) -> int:
 
     if args.trajectories < 1:
         raise ConfigError(f"--trajectories must be >= 1, got {args.trajectories}")
+    if args.run < 0:
+        raise ConfigError(f"--run must be >= 0, got {args.run}")
+    for option, path, image in (("--out", args.out, False), ("--figure", args.figure, True),
+                                ("--field", args.field, True)):
+        if path is not None:  # before the rollouts
+            check_out_file(path, option, image=image)
     if args.field is not None:  # before the rollouts: the field needs the shared program's critics
         on_policy = [str(d) for d in args.run_dirs if policy_module.on_policy_run(d)]
         if on_policy:
@@ -44,7 +51,10 @@ def run(args: argparse.Namespace) -> int:
                               "algorithm (a value network V(s) only); drop --field for it (Fig. 3 and the table work)")
     results = []
     for run_dir in args.run_dirs:
-        policy = load_policy(run_dir, run=args.run, deterministic=False, seed=args.seed)
+        try:
+            policy = load_policy(run_dir, run=args.run, deterministic=False, seed=args.seed)
+        except ValueError as e:  # ConfigError is one too: keep its text, make it the CLI's kind of error
+            raise ConfigError(str(e).splitlines()[0]) from None
         if policy.env_name != "MultiGoal-v0":
             raise ConfigError(f"{run_dir} trained {policy.env_name}, not MultiGoal-v0")
         paths, goals = multigoal.rollouts(policy, trajectories=args.trajectories, seed=args.seed)

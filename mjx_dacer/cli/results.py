@@ -55,18 +55,28 @@ def add_plot_arguments(parser: argparse.ArgumentParser) -> None:
                         help="PNG to write (default: curves_by_task.png; overwritten)")
 
 
-def _check_out(path: pathlib.Path) -> None:
+def check_out_file(path: pathlib.Path, option: str = "--out", image: bool = False) -> None:
+    """An output file the command may write, checked before any work: not a directory, in an existing one; with
+    `image`, a format matplotlib writes (its suffix). Raises ConfigError (one line)."""
     if path.is_dir():
-        raise ConfigError(f"--out {path} is a directory; give a file name")
+        raise ConfigError(f"{option} {path} is a directory; give a file name")
     if not path.parent.is_dir():
-        raise ConfigError(f"--out {path}: the directory {path.parent} does not exist")
+        raise ConfigError(f"{option} {path}: the directory {path.parent} does not exist")
+    if image:
+        from matplotlib.backend_bases import FigureCanvasBase
+
+        kinds = FigureCanvasBase.get_supported_filetypes()
+        if path.suffix.lower().lstrip(".") not in kinds:
+            raise ConfigError(f"{option} {path}: not an image format matplotlib writes; end it in one of "
+                              f"{', '.join('.' + k for k in sorted(kinds))}")
+
 
 
 def table(args: argparse.Namespace) -> int:
     from mjx_dacer import report
 
     if args.out is not None:
-        _check_out(args.out)
+        check_out_file(args.out)
     if args.reach is not None and (args.format != "markdown" or args.paper):
         raise ConfigError("--reach prints its own Markdown table; it takes neither --format latex nor --paper")
     if args.reach is not None and not math.isfinite(args.reach):
@@ -86,7 +96,7 @@ def table(args: argparse.Namespace) -> int:
 def plot(args: argparse.Namespace) -> int:
     from mjx_dacer import report
 
-    _check_out(args.out)
+    check_out_file(args.out, image=True)
     groups = report.pool_by_seed(report.open_runs(args.run_dirs))
     fig = report.plot_by_task(groups, args.out, x=args.x)
     print(f"wrote {args.out}: {len(fig.axes)} task(s), {len(groups)} line(s)")

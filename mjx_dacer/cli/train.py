@@ -103,7 +103,18 @@ def resolve_config(args: argparse.Namespace):
     return config
 
 
+def _holds_runs(path: pathlib.Path) -> bool:
+    """Whether `path` is a run directory (its config.yaml), or a folder of run directories alone (`ablate`'s)."""
+    if (path / "config.yaml").is_file():
+        return True
+    entries = list(path.iterdir())
+    return bool(entries) and all((entry / "config.yaml").is_file() for entry in entries)
+
+
 def prepare_out_dir(args: argparse.Namespace, env: str) -> pathlib.Path:
+    """The run directory to write: absent or empty, or with --overwrite an earlier run's, removed here (only
+    once every check of the options has passed). --overwrite never removes a folder that holds anything but
+    runs, nor the working directory or a folder above it."""
     out = args.out or _default_out(env)
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out {out} is a file, not a directory; choose another path")
@@ -111,6 +122,13 @@ def prepare_out_dir(args: argparse.Namespace, env: str) -> pathlib.Path:
         if not args.overwrite:
             raise ConfigError(f"run directory {out} already holds files; pass --overwrite to replace it "
                               "or --out to choose another")
+        here = pathlib.Path.cwd().resolve()
+        if out.resolve() == here or out.resolve() in here.parents:
+            raise ConfigError(f"--overwrite would remove {out}, which holds the working directory; choose "
+                              "another --out")
+        if not _holds_runs(out):
+            raise ConfigError(f"--overwrite replaces only an earlier run directory, and {out} holds other files "
+                              "(no config.yaml); remove it yourself or choose another --out")
         shutil.rmtree(out)
     return out
 
