@@ -346,8 +346,12 @@ def open_run(path: str | pathlib.Path) -> RunResults:
         raise ConfigError(f"{run_dir.config}: {str(e).splitlines()[0]}") from None
     if not run_dir.metrics.is_file():
         raise ConfigError(f"{path} has no metrics.csv (has its first chunk finished?)")
-    with run_dir.metrics.open() as f:
-        header = next(csv.reader(f), [])
+    try:
+        with run_dir.metrics.open(newline="") as f:
+            header = next(csv.reader(f), [])
+    except (UnicodeDecodeError, csv.Error):
+        read_rows(run_dir.metrics)  # raises the damaged file's one-line error
+        raise
     missing = [c for c in _NEEDED_COLUMNS if c not in header]
     if missing:
         raise ConfigError(f"{run_dir.metrics} lacks the column(s) {', '.join(missing)}; is it a run's metrics.csv?")

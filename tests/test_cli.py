@@ -291,3 +291,59 @@ def test_resume_names_a_changed_key_extends_a_finished_run_and_tells_the_truth(t
     gone = cli("train", "--resume", str(run), "--set", "total_iterations=8")
     assert_one_line_error(gone, "its checkpoints/ are gone")
     assert "--overwrite" not in gone.stderr and (run / "policy.msgpack").is_file()
+
+
+def test_overwrite_replaces_only_an_earlier_run_and_only_once_every_check_passed(tmp_path, capsys, monkeypatch):
+    """In this process (`main`, the command's function): --overwrite never removes a folder of other files, the
+    working directory or a folder above it, nor a run whose replacement is then refused (a seed or a length
+    beyond int32's range overflowed after the old run was gone)."""
+    from mjx_dacer.cli import main
+
+    def refused(args, fragment):
+        code = main([str(a) for a in args])
+        err = capsys.readouterr().err
+        assert code == 2 and err.startswith("mjx-dacer: error: ") and fragment in err, err
+        assert len(err.strip().splitlines()) == 1, err
+
+    papers = tmp_path / "papers"
+    papers.mkdir()
+    (papers / "thesis.tex").write_text("keep me")
+    base = ["train", "--config", "quickstart", "--overwrite", "--out"]
+    refused([*base, papers], "--overwrite replaces only an earlier run directory")
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.yaml").write_text("env: Hopper-v5\n")
+    (run / "metrics.csv").write_text("kept\n")
+    monkeypatch.chdir(run)
+    refused([*base, "."], "holds the working directory")
+    refused([*base, ".."], "holds the working directory")
+    monkeypatch.chdir(tmp_path)
+    refused([*base, run, "--set", "seed=1e30"], "'seed' must be <= 2147483647")
+    refused([*base, run, "--set", "total_iterations=1e12"], "'total_iterations' must be <= 2147483647")
+    refused([*base, run, "--set", "total_iterations=2000000", "--set", "eval_interval=1"], "1,000,000 evaluations")
+    assert (papers / "thesis.tex").read_text() == "keep me" and (run / "metrics.csv").read_text() == "kept\n"
+
+    # Config files that are not a mapping of key names, or not text; run directories with a damaged config.yaml.
+    numbers = tmp_path / "numbers.yaml"
+    numbers.write_text("1: 2\n")
+    refused(["train", "--config", numbers, "--out", tmp_path / "new"], "unknown config key '1'")
+    binary = tmp_path / "binary.yaml"
+    binary.write_bytes(b"\xff\xfe\x00")
+    refused(["train", "--config", binary, "--out", tmp_path / "new"], "cannot be read as text (UnicodeDecodeError")
+    (run / "config.yaml").write_text("- 1\n- 2\n")
+    for command in (["train", "--resume", run], ["export", run]):
+        refused(command, "config.yaml is damaged: it does not hold a run's config, seeds and grid")
+    (run / "config.yaml").write_text("env: [Hopper-v5\n")
+    refused(["train", "--resume", run], "config.yaml is damaged: it does not read as YAML (ParserError)")
+    assert not (tmp_path / "new").exists() and (run / "metrics.csv").read_text() == "kept\n"
+
+
+@pytest.mark.parametrize("args", [["train", "--seeds", "0"], ["train", "--iterations", "0"], ["gmm", "--repeats", "0"],
+                                  ["envs", "--steps", "0"], ["profile", "--calls", "0"], ["build", "--seeds", "0"]])
+def test_benchmark_sizes_and_counts_must_be_positive(args, capsys):
+    from mjx_dacer.cli import main
+
+    with pytest.raises(SystemExit) as stopped:  # argparse's usage error, before any work
+        main(["bench", *args])
+    err = capsys.readouterr().err
+    assert stopped.value.code == 2 and f"argument {args[1]}: must be >= 1, got 0" in err, err

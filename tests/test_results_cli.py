@@ -131,22 +131,61 @@ def test_grid_labels_become_columns_and_latex_parses(tmp_path):
     ("empty directory", "is not a run directory (no config.yaml)"),
     ("no metrics.csv", "has no metrics.csv"),
     ("header only", "has no evaluation rows"),
+    ("truncated row", "metrics.csv is damaged: line 3 has fewer fields than the header"),
+    ("not text", "metrics.csv is damaged: it is not text"),
+    ("text iteration", "metrics.csv is damaged: line 2: iteration 'ten' is not an integer"),
+    ("config.yaml not YAML", "config.yaml is not valid YAML"),
+    ("config.yaml a list", "config.yaml does not hold a config mapping"),
 ])
-def test_unusable_run_directories_exit_2_with_one_line(tmp_path, damage, fragment):
+def test_unusable_run_directories_exit_2_with_one_line(tmp_path, damage, fragment, capsys):
     path = tmp_path / "run"
+    header = "run,label,seed,iteration,env_steps,eval_return\n"
     if damage == "empty directory":
         path.mkdir()
     elif damage != "absent":
         make_run(path, "Hopper-v5", HOPPER)
+        metrics, config = path / "metrics.csv", path / "config.yaml"
         if damage == "no metrics.csv":
-            (path / "metrics.csv").unlink()
+            metrics.unlink()
+        elif damage == "header only":
+            metrics.write_text(header)
+        elif damage == "truncated row":  # a write cut short
+            metrics.write_text(header + "0,default,0,0,20,1.5\n0,default,0,10,2")
+        elif damage == "not text":
+            metrics.write_bytes(b"\xff\xfe\x00\x81")
+        elif damage == "text iteration":
+            metrics.write_text(header + "0,default,0,ten,20,1.5\n")
+        elif damage == "config.yaml not YAML":
+            config.write_text("env: [Hopper-v5\n")
         else:
-            (path / "metrics.csv").write_text("run,label,seed,iteration,env_steps,eval_return\n")
-    done = cli("table", path)
-    assert done.returncode == 2
-    lines = done.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("mjx-dacer: error: ") and fragment in lines[0], done.stderr
-    assert done.stdout == ""
+            config.write_text("- 1\n- 2\n")
+    for command in ("table", "plot"):  # the same readers: one line each, nothing written
+        code = main([command, str(path), "--out", str(tmp_path / f"{command}.png")])
+        captured = capsys.readouterr()
+        lines = captured.err.strip().splitlines()
+        assert code == 2 and len(lines) == 1, captured.err
+        assert lines[0].startswith("mjx-dacer: error: ") and fragment in lines[0], captured.err
+        assert captured.out == "" and not (tmp_path / f"{command}.png").exists()
+
+
+def test_output_paths_are_checked_before_any_work(tmp_path, capsys):
+    """An image matplotlib cannot write, a folder that does not exist: one line, exit 2; a file the file system
+    refuses: its own words and the path, exit 1; never a traceback."""
+    run = make_run(tmp_path / "run", "Hopper-v5", HOPPER)
+    for args, code, fragment in [
+        (["plot", run, "--out", tmp_path / "curves.txt"], 2, "not an image format matplotlib writes"),
+        (["plot", run, "--out", tmp_path / "nowhere" / "c.png"], 2, "does not exist"),
+        (["table", run, "--out", tmp_path / "run"], 2, "is a directory; give a file name"),
+        (["multigoal", run, "--figure", tmp_path / "fig.txt"], 2, "--figure"),
+        (["multigoal", run, "--run", "-1"], 2, "--run must be >= 0"),
+    ]:
+        assert main([str(a) for a in args]) == code
+        err = capsys.readouterr().err
+        assert err.startswith("mjx-dacer: error: ") and fragment in err and len(err.strip().splitlines()) == 1, err
+    if pathlib.Path("/proc/self").is_dir():  # Linux: /proc takes no new files, whoever asks (root too)
+        assert main(["table", str(run), "--out", "/proc/mjx_dacer_table.md"]) == 1
+        err = capsys.readouterr().err
+        assert err.strip() == "mjx-dacer: error: No such file or directory: /proc/mjx_dacer_table.md", err
 
 
 def test_bootstrap_ci_matches_numpy():
