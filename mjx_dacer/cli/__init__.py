@@ -19,6 +19,7 @@ import logging
 import os
 import signal
 import sys
+import threading
 from typing import Sequence
 
 from mjx_dacer import __version__, compile_cache
@@ -133,10 +134,33 @@ def _terminate(signum, frame) -> None:
     raise Terminated()
 
 
+class _PythonThreadsOnly:
+    """sys.stderr for the CLI: what Python's own threads write (the main thread, the runner's worker, warnings),
+    dropped where a thread that a native library started writes (Python sees it as a dummy thread): tensorstore's
+    reports of reads that outlived a failed restore, the only such writes a run makes."""
+
+    def __init__(self, stream):
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        if isinstance(threading.current_thread(), threading._DummyThread):
+            return len(text)
+        return self._stream.write(text)
+
+    def __getattr__(self, name):  # flush, fileno, isatty, encoding, ...: the real stream's
+        return getattr(self._stream, name)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     # orbax reports a damaged checkpoint file through absl's logger before raising; the runner
     # already names each skipped checkpoint in one line, so keep the library's log off the terminal.
     logging.getLogger("absl").setLevel(logging.CRITICAL)
+    # Restoring a damaged checkpoint fails while tensorstore still has reads in flight on orbax's event loop;
+    # their late results then meet a closed loop, once per read: asyncio's logger and tensorstore's own threads
+    # print a traceback each (hundreds of lines before the one-line warning that names the skipped checkpoint).
+    logging.getLogger("asyncio").setLevel(logging.CRITICAL)
+    if not isinstance(sys.stderr, _PythonThreadsOnly):
+        sys.stderr = _PythonThreadsOnly(sys.stderr)
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command == "bench":  # benchmarks time cold compiles
