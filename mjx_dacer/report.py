@@ -227,17 +227,40 @@ def summary_markdown(rows: Sequence[dict], total_iterations: int, title: str, ti
         "| grid point | seeds | per-seed metric | mean +- std | last eval (mean) | iterations | env steps |",
         "|---|---|---|---|---|---|---|",
     ]
-    for label, (iters, returns, steps) in curves_by_label(rows).items():
-        per_seed = final_performance(iters, returns, total_iterations)
+    behind = []
+    for label, by_seed in _seed_curves(rows).items():
+        # Seeds trained one after another (PPO) are at different iterations while the run goes on: the metric
+        # is over the seeds at the furthest one, the others are named below.
+        furthest = max(iters[-1] for iters, _, _ in by_seed.values())
+        ahead = {s: c for s, c in by_seed.items() if c[0][-1] == furthest}
+        behind += [f"seed {s} ({label}) at iteration {int(c[0][-1])}" for s, c in by_seed.items() if s not in ahead]
+        per_seed = np.array([final_performance(iters, returns, total_iterations)
+                             for iters, returns, _ in ahead.values()])
+        iters, _, steps = next(iter(ahead.values()))
         lines.append(
             f"| {label} | {len(per_seed)} | {', '.join(f'{v:.1f}' for v in per_seed)} | "
-            f"{per_seed.mean():.1f} +- {per_seed.std():.1f} | {returns[:, -1].mean():.1f} | "
-            f"{int(iters[-1])} | {int(steps[-1])} |"
+            f"{per_seed.mean():.1f} +- {per_seed.std():.1f} | "
+            f"{np.mean([returns[-1] for _, returns, _ in ahead.values()]):.1f} | {int(iters[-1])} | {int(steps[-1])} |"
         )
+    if behind:
+        lines += ["", f"Not yet in the table (still training): {', '.join(behind)}."]
     wall = wall_clock_summary(timing)
     if wall:
         lines += ["", wall]
     return "\n".join(lines) + "\n"
+
+
+def _seed_curves(rows: Iterable[dict]) -> dict[str, dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]]]:
+    """label -> seed -> its own (iterations (P_s,), eval returns (P_s,), env_steps (P_s,)), in iteration order;
+    a blank return (a held run) as NaN."""
+    points: dict[str, dict[int, dict]] = defaultdict(lambda: defaultdict(dict))
+    for r in rows:
+        points[r["label"]][r["seed"]][r["iteration"]] = r
+    return {label: {seed: (np.array(sorted(by_iter)),
+                           np.array([by_iter[i]["eval_return"] for i in sorted(by_iter)], dtype=float),
+                           np.array([by_iter[i]["env_steps"] for i in sorted(by_iter)]))
+                    for seed, by_iter in sorted(by_seed.items())}
+            for label, by_seed in points.items()}
 
 
 # ------------------------------------------------------------------ across run directories
@@ -312,10 +335,12 @@ class SeedCurve:
 
 @dataclasses.dataclass(frozen=True)
 class Cell:
-    """One Table 1 entry: per_seed (n,) the finite per-seed metrics; excluded: seeds whose metric is NaN."""
+    """One Table 1 entry: per_seed (n,) the finite per-seed metrics; excluded: seeds whose metric is NaN;
+    behind: seeds still training, short of the group's furthest evaluation (seeds trained one after another)."""
 
     per_seed: np.ndarray
     excluded: int
+    behind: int = 0
 
     @property
     def mean(self) -> float:
@@ -410,10 +435,16 @@ def pool_by_seed(runs: Sequence[RunResults]) -> dict[GroupKey, list[SeedCurve]]:
 
 
 def table_cell(curves: Sequence[SeedCurve]) -> Cell:
-    """The Table 1 entry of one group: each seed's metric, seeds with a NaN metric (frozen runs) left out."""
-    values = np.array([c.metric() for c in curves], dtype=float)
+    """The Table 1 entry of one group: each seed's metric, seeds with a NaN metric (frozen runs) left out, and
+    seeds whose run directory holds a seed further on (PPO trains its seeds one after another) left out and
+    counted as behind: the metric of a seed that has just started is not its result."""
+    furthest = defaultdict(int)
+    for c in curves:
+        furthest[c.source] = max(furthest[c.source], int(c.iterations[-1]))
+    ahead = [c for c in curves if int(c.iterations[-1]) == furthest[c.source]]
+    values = np.array([c.metric() for c in ahead], dtype=float)
     finite = values[np.isfinite(values)]
-    return Cell(per_seed=finite, excluded=int(values.size - finite.size))
+    return Cell(per_seed=finite, excluded=int(values.size - finite.size), behind=len(curves) - len(ahead))
 
 
 def task_order(tasks: Iterable[str]) -> list[str]:
@@ -460,7 +491,8 @@ def cell_text(cell: Cell | None, fmt: str = "markdown") -> str:
     if cell is None:
         return "-"
     n = cell.per_seed.size
-    count = f"{n} seed{'' if n == 1 else 's'}" + (f"; {cell.excluded} NaN excluded" if cell.excluded else "")
+    count = (f"{n} seed{'' if n == 1 else 's'}" + (f"; {cell.excluded} NaN excluded" if cell.excluded else "")
+             + (f"; {cell.behind} still training" if cell.behind else ""))
     value = _pm(cell.mean, cell.std, 1, fmt) if n else "-"
     return f"{value} ({count})"
 

@@ -188,6 +188,12 @@ def test_ctrl_c_keeps_the_finished_seeds_and_resume_ends_as_an_uninterrupted_run
     assert [(r["seed"], r["iteration"]) for r in stopped] == [(0, 0), (0, 1), (0, 2), (1, 0), (1, 1)]
     seed0 = (out / "ppo_params_seed0.pkl").read_bytes()
     assert not (out / "ppo_params_seed1.pkl").exists()
+    # The results so far: seed 0's (Table 1's metric: its best return in the last 10%, iteration 2), seed 1
+    # named as still training rather than averaged in at its untrained return.
+    assert f"| default | 1 | {stopped[2]['eval_return']:.1f} |" in (out / "summary.md").read_text()
+    assert "Not yet in the table (still training): seed 1 (default) at iteration 1." in (out / "summary.md").read_text()
+    assert main(["table", str(out)]) == 0
+    assert f"{stopped[2]['eval_return']:.1f} +- 0.0 (1 seed; 1 still training)" in capsys.readouterr().out
 
     monkeypatch.setattr(on_policy, "progress_line", line)
     assert main(["train", "--resume", str(out)]) == 0
