@@ -23,6 +23,7 @@ empty ones from it, so any pytree round-trips with its structure and shapes.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import pathlib
 import time
 from typing import Any, Sequence
@@ -89,14 +90,22 @@ class Checkpointer:
         self.directory = pathlib.Path(run_dir).resolve() / "checkpoints"
         self.read_only = read_only
         if read_only:  # every option orbax would otherwise switch off itself, with a warning each
-            options = ocp.CheckpointManagerOptions(read_only=True, max_to_keep=None, create=False,
-                                                   enable_async_checkpointing=False, cleanup_tmp_directories=False)
+            options = ocp.CheckpointManagerOptions(read_only=True, max_to_keep=None, save_interval_steps=0,
+                                                   create=False, enable_async_checkpointing=False,
+                                                   cleanup_tmp_directories=False)
         else:
             options = ocp.CheckpointManagerOptions(
                 max_to_keep=max_to_keep, create=True, enable_async_checkpointing=False,
                 cleanup_tmp_directories=True,  # a write cut off by a kill leaves one behind
             )
-        self.manager = ocp.CheckpointManager(self.directory, options=options)
+        absl_logger = logging.getLogger("absl")
+        level = absl_logger.level
+        if read_only:  # orbax also warns that a read-only manager's directory is read only: it is asked to be
+            absl_logger.setLevel(max(level, logging.ERROR))
+        try:
+            self.manager = ocp.CheckpointManager(self.directory, options=options)
+        finally:
+            absl_logger.setLevel(level)
 
     def save(self, chunks_done: int, state: Any, rows: Sequence[dict], timing: Sequence[dict] = ()
              ) -> tuple[float, int]:

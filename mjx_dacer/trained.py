@@ -61,8 +61,8 @@ def load(path: str | pathlib.Path) -> TrainedRun:
                           f"({config.algo}_params_seed*.pkl), not the shared program's agent and critics this "
                           "reads; mjx-dacer eval, table, plot and multigoal (without --field) read it")
     if not run_dir.has_checkpoint():
-        raise CheckpointError(f"{path} has no checkpoints: the critics are saved only there "
-                              "(train it again, or keep its checkpoints/)")
+        raise CheckpointError(f"{path} has no checkpoints: a run's whole training state (its policy with the "
+                              "critics) is saved only there (train it again, or keep its checkpoints/)")
     program = make_train(config)
     keys, hparams = spec.inputs(config)
     abstract = jax.eval_shape(program.init_batch, keys, hparams)

@@ -83,8 +83,9 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=CONFIG_KEYS, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     train.add_arguments(sweep_parser)
-    sweep_parser.add_argument("--grid", action="append", default=[], required=True, metavar="KEY=V1,V2,...",
-                              help="values of one hyperparameter (repeatable; the grid is their product)")
+    sweep_parser.add_argument("--grid", action="append", default=[], metavar="KEY=V1,V2,...",
+                              help="values of one hyperparameter (repeatable; the grid is their product); "
+                                   "required, except with --resume (the run's grid)")
     sweep_parser.set_defaults(func=train.sweep)
 
     eval_parser = sub.add_parser("eval", help="returns of a trained policy in MJX and in Gymnasium's C-MuJoCo env",

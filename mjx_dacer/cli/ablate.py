@@ -42,7 +42,7 @@ def runs(config: Config, panel: str) -> list[tuple[str, Config, tuple[dict, ...]
 def add_arguments(p: argparse.ArgumentParser) -> None:
     from mjx_dacer.cli import train
 
-    train.add_arguments(p)
+    train.add_arguments(p, ablate=True)
     p.add_argument("--panel", action="append", choices=PANELS, metavar="PANEL",
                    help=f"run only these panels ({', '.join(PANELS)}; repeatable; default: all three)")
 
@@ -53,10 +53,6 @@ def run(args: argparse.Namespace) -> int:
     from mjx_dacer.runner import maybe_initialize_distributed
     from mjx_dacer.runner import run as run_training
 
-    if args.resume is not None:
-        raise ConfigError("ablate: resume each panel's run directory with mjx-dacer train --resume OUT/PANEL")
-    if args.algo not in (None, "dacer"):
-        raise ConfigError("ablate: the ablations are DACER's; drop --algo")
     if args.env is None and args.config is None:
         args.env = "Walker2d-v5"  # the paper's ablation task
     seeds = 1 if args.seeds is None else args.seeds

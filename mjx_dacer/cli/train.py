@@ -20,11 +20,16 @@ from mjx_dacer.config import (
 from mjx_dacer.errors import RunStopped
 
 
-def add_arguments(p: argparse.ArgumentParser) -> None:
+def add_arguments(p: argparse.ArgumentParser, ablate: bool = False) -> None:
+    """train's and sweep's options; with `ablate`, those `mjx-dacer ablate` takes (DACER only, no --resume: each
+    panel is a run directory of its own under --out)."""
     from mjx_dacer import agents
 
-    p.add_argument("--algo", choices=agents.names(), help="algorithm (default: the config's, dacer); a baseline "
-                   "also takes the paper's Table 2 settings over the task's preset (--set still wins)")
+    if ablate:
+        p.set_defaults(algo=None, resume=None)
+    else:
+        p.add_argument("--algo", choices=agents.names(), help="algorithm (default: the config's, dacer); a "
+                       "baseline also takes the paper's Table 2 settings over the task's preset (--set still wins)")
     p.add_argument("--env", help="task name, e.g. Hopper-v5 (default: the config's env; "
                    "its preset configs/<task>.yaml is used when --config is not given)")
     p.add_argument("--config", help=f"YAML file or preset name ({', '.join(preset_names())})")
@@ -32,13 +37,19 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="number of seeds, run as one vmapped program (default: 1)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config key, e.g. --set lr_actor=3e-4 (repeatable)")
-    p.add_argument("--out", type=pathlib.Path, metavar="DIR",
-                   help="run directory (default: runs/<env>-<time>)")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing run directory")
-    p.add_argument("--resume", type=pathlib.Path, metavar="RUN_DIR",
-                   help="continue an interrupted run from its newest usable checkpoint (its config is reused; "
-                        "--env/--config/--set/--seeds, if given, must match it, except --set total_iterations=N "
-                        "with a larger N: train a finished run longer)")
+    if ablate:
+        p.add_argument("--out", type=pathlib.Path, metavar="DIR",
+                       help="folder of the panels' run directories (default: runs/<env>-ablations-<time>)")
+        p.add_argument("--overwrite", action="store_true", help="replace an earlier ablate folder")
+    else:
+        p.add_argument("--out", type=pathlib.Path, metavar="DIR",
+                       help="run directory (default: runs/<env>-<time>)")
+        p.add_argument("--overwrite", action="store_true", help="replace an existing run directory")
+        p.add_argument("--resume", type=pathlib.Path, metavar="RUN_DIR",
+                       help="continue an interrupted run from its newest usable checkpoint (its config is reused; "
+                            "--env/--config/--set/--seeds, if given, must match it, except --set "
+                            "total_iterations=N with a larger N: train a finished run longer); PPO keeps the seeds "
+                            "that finished and trains the others from their start")
     p.add_argument("--verbose", action="store_true",
                    help="a progress line for every checkpoint (default: the first one and slow ones)")
     p.add_argument("--track", metavar="PROJECT",
@@ -273,6 +284,9 @@ def train(args: argparse.Namespace) -> int:
 
 
 def sweep(args: argparse.Namespace) -> int:
+    if not args.grid and args.resume is None:
+        raise ConfigError("sweep needs --grid KEY=V1,V2,... (repeatable), or --resume RUN_DIR to go on with a "
+                          "sweep's own grid")
     return _run(args, args.grid)
 
 
