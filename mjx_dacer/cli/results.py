@@ -71,7 +71,6 @@ def check_out_file(path: pathlib.Path, option: str = "--out", image: bool = Fals
                               f"{', '.join('.' + k for k in sorted(kinds))}")
 
 
-
 def table(args: argparse.Namespace) -> int:
     from mjx_dacer import report
 
