@@ -288,6 +288,11 @@ def validate(cfg: Config) -> Config:
             f"warmup_steps ({cfg.warmup_steps}) is larger than buffer_capacity ({cfg.buffer_capacity}); "
             "the buffer could never hold the warm-up data: lower warmup_steps or raise buffer_capacity"
         )
+    if cfg.entropy_samples < cfg.gmm_components:
+        raise ConfigError(
+            f"entropy_samples ({cfg.entropy_samples}) is smaller than gmm_components ({cfg.gmm_components}): the "
+            "EM fit of the entropy estimate (Eq. 13-15) needs a sample per component; raise entropy_samples"
+        )
     if cfg.num_envs > cfg.buffer_capacity:
         raise ConfigError(
             f"num_envs ({cfg.num_envs}) is larger than buffer_capacity ({cfg.buffer_capacity}); raise buffer_capacity"
@@ -367,13 +372,29 @@ def yaml_problem(error: yaml.YAMLError) -> str:
     return problem if mark is None else f"line {mark.line + 1}, column {mark.column + 1}: {problem}"
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, refusing a mapping that gives one key twice (PyYAML keeps the last silently,
+    so a preset edited to `lr_actor: 1e-4` above an old `lr_actor: 3e-4` would train with the old value)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if not isinstance(key, typing.Hashable):
+                continue  # e.g. a list as a key: the mapping's own construction reports it
+            if key in seen:
+                raise yaml.constructor.ConstructorError(None, None, f"key '{key}' is given twice", key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep)
+
+
 def load_config(path: str | pathlib.Path | None = None, overrides: Mapping[str, Any] | None = None) -> Config:
     """Load a YAML preset (a path, or a name from ``configs/``, or a run's config.yaml) and apply overrides."""
     values: dict[str, Any] = {}
     if path is not None:
         file = resolve_preset(path)
         try:
-            loaded = yaml.safe_load(file.read_text())
+            loaded = yaml.load(file.read_text(), Loader=_UniqueKeyLoader)
         except yaml.YAMLError as e:
             raise ConfigError(f"config file {file} is not valid YAML: {yaml_problem(e)}") from None
         except (OSError, UnicodeDecodeError) as e:  # a folder, unreadable, or not text

@@ -334,6 +334,9 @@ def test_overwrite_replaces_only_an_earlier_run_and_only_once_every_check_passed
     binary = tmp_path / "binary.yaml"
     binary.write_bytes(b"\xff\xfe\x00")
     refused(["train", "--config", binary, "--out", tmp_path / "new"], "cannot be read as text (UnicodeDecodeError")
+    twice = tmp_path / "twice.yaml"
+    twice.write_text("env: MultiGoal-v0\nlr_actor: 1.0e-4\nnum_envs: 4\nlr_actor: 3.0e-4\n")  # PyYAML keeps the last
+    refused(["train", "--config", twice, "--out", tmp_path / "new"], "line 4, column 1: key 'lr_actor' is given twice")
     (run / "config.yaml").write_text("- 1\n- 2\n")
     for command in (["train", "--resume", run], ["export", run]):
         refused(command, "config.yaml is damaged: it does not hold a run's config, seeds and grid")

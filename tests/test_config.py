@@ -43,6 +43,7 @@ def test_overrides_are_typed():
         ({"lr_actr": 1e-3}, "did you mean 'lr_actor'"),
         ({"fuse_chains": 1}, "'fuse_chains' must be true or false, got 1"),
         ({"fuse_chains": "yes please"}, "'fuse_chains' must be true or false"),
+        ({"entropy_samples": 2}, r"entropy_samples \(2\) is smaller than gmm_components \(3\)"),
     ],
 )
 def test_bad_values_name_the_field(overrides, fragment):
