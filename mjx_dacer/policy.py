@@ -169,6 +169,9 @@ def artifact_path(path: PathLike) -> pathlib.Path:
                                   "check the run directory")
     elif not p.exists():
         raise PolicyFileError(f"no policy at {path}: no such file or directory")
+    elif p.suffix in (".yaml", ".yml"):  # e.g. a run's config.yaml given for the run
+        raise PolicyFileError(f"{path} is a YAML file, not a policy; pass the run directory ({p.parent}) "
+                              f"or its {FILENAME}")
     return p
 
 

@@ -355,9 +355,7 @@ class Cell:
 def open_run(path: str | pathlib.Path) -> RunResults:
     """Read one run directory's config.yaml and metrics.csv; ConfigError (one line) if either is unusable."""
     run_dir = RunDir(pathlib.Path(path))
-    if not run_dir.config.is_file():
-        raise ConfigError(f"{path} is not a run directory (no config.yaml); pass directories written by "
-                          "`mjx-dacer train` or `mjx-dacer sweep`")
+    run_dir.require("pass directories written by `mjx-dacer train` or `mjx-dacer sweep`")
     try:
         raw = yaml.safe_load(run_dir.config.read_text()) or {}
     except yaml.YAMLError as e:

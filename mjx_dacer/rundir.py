@@ -125,12 +125,19 @@ class RunDir:
         if path.exists() and (not path.is_dir() or any(path.iterdir())):
             raise ConfigError(f"{path} already exists and is not an empty directory; choose another run directory")
 
+    def require(self, hint: str) -> None:
+        """Raises ConfigError, saying what `path` is instead and ending with `hint`, unless it holds config.yaml."""
+        if self.config.is_file():
+            return
+        found = ("a file, not a directory" if self.path.is_file() else "no config.yaml" if self.path.is_dir()
+                 else "no such directory")
+        raise ConfigError(f"{self.path} is not a run directory ({found}); {hint}")
+
     @classmethod
     def open(cls, path: str | pathlib.Path) -> tuple["RunDir", Config, RunSpec]:
         """An existing run directory, with the config and spec stored in its config.yaml."""
         run_dir = cls(pathlib.Path(path))
-        if not run_dir.config.is_file():
-            raise ConfigError(f"{path} is not a run directory (no config.yaml); check the path")
+        run_dir.require("check the path")
         damaged = f"{run_dir.config} is damaged"
         try:
             values = yaml.safe_load(run_dir.config.read_text()) or {}

@@ -228,6 +228,7 @@ def test_out_pointing_at_a_file_is_refused(tmp_path):
 @pytest.mark.parametrize("args, fragment", [
     (["bench", "envs", "--envs", "Foo"], "unknown environment 'Foo'"),
     (["bench", "train", "--envs", "Hopper-v9"], "Hopper-v5"),
+    (["bench", "profile", "--env", "Foo"], "--env: unknown environment 'Foo'"),  # its option, not --envs
 ])
 def test_benchmark_task_names_are_checked(args, fragment):
     assert_one_line_error(cli(*args), fragment)

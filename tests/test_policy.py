@@ -216,9 +216,15 @@ def test_load_errors_are_one_line_value_errors(tmp_path, artifact):
         load_policy(tmp_path / "empty_run")
     one_line(e.value)
 
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump({"env": "Hopper-v5"}))  # a run's config for its run
+    with pytest.raises(ValueError, match=rf"config.yaml is a YAML file, not a policy; pass the run directory "
+                                         rf"\({tmp_path}\)") as e:
+        load_policy(tmp_path / "config.yaml")
+    one_line(e.value)
+
     data = artifact.read_bytes()
     bad_files = {
-        "config.yaml": yaml.safe_dump({"env": "Hopper-v5"}).encode(),
+        "config.bin": yaml.safe_dump({"env": "Hopper-v5"}).encode(),
         "random.bin": np.random.default_rng(0).bytes(4096),
         "truncated.msgpack": data[: len(data) // 2],
         "flipped.msgpack": data[: len(data) // 2] + bytes([data[len(data) // 2] ^ 0xFF]) + data[len(data) // 2 + 1:],

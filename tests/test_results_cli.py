@@ -127,7 +127,7 @@ def test_grid_labels_become_columns_and_latex_parses(tmp_path):
 
 
 @pytest.mark.parametrize("damage, fragment", [
-    ("absent", "is not a run directory (no config.yaml)"),
+    ("absent", "is not a run directory (no such directory)"),
     ("empty directory", "is not a run directory (no config.yaml)"),
     ("no metrics.csv", "has no metrics.csv"),
     ("header only", "has no evaluation rows"),

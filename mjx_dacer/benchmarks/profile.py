@@ -179,7 +179,7 @@ def table_rows(seconds: dict[str, float], cfg, episode_length: int) -> list[tupl
 def run(args: argparse.Namespace) -> int:
     if args.calls < 1 or args.repeats < 1:
         raise ConfigError("--calls and --repeats must be at least 1")
-    config = task_config(args.env, args.overrides)
+    config = task_config(args.env, args.overrides, option="--env")
     program = make_train(config)
     overrides = f"; overrides: {' '.join(args.overrides)}" if args.overrides else ""
     lines = common.header(f"One training iteration, part by part: {args.env}", sys.argv) + [

@@ -60,9 +60,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", help="also write the Markdown table to this file (rewritten after every row)")
 
 
-def task_config(env: str, overrides, bench_defaults: bool = True):
+def task_config(env: str, overrides, bench_defaults: bool = True, option: str = "--envs"):
     """`env`'s preset with `overrides` (KEY=VALUE strings); with `bench_defaults`, no warm-up and
-    BUFFER_CAPACITY-transition buffers unless overridden. Raises ConfigError for a task without a preset."""
+    BUFFER_CAPACITY-transition buffers unless overridden. Raises ConfigError, naming the command-line
+    `option` that gave the task, for a task without a preset."""
     from mjx_dacer.config import ConfigError, parse_overrides
 
     preset = envs.preset(env)
@@ -70,8 +71,8 @@ def task_config(env: str, overrides, bench_defaults: bool = True):
         try:
             envs.make(env)  # the registry's error lists the tasks and suggests a close match
         except ValueError as e:
-            raise ConfigError(f"--envs: {e}") from None
-        raise ConfigError(f"--envs: {env} has no preset in configs/")
+            raise ConfigError(f"{option}: {e}") from None
+        raise ConfigError(f"{option}: {env} has no preset in configs/")
     defaults = {"warmup_steps": 0, "buffer_capacity": BUFFER_CAPACITY} if bench_defaults else {}
     values = {**defaults, **parse_overrides(overrides)}
     return load_config(preset, values)
