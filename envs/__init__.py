@@ -22,7 +22,7 @@
 from mjx_dacer.envs.base import compiler_options, jit  # noqa: E402
 from mjx_dacer.envs.physics import DEFAULT_PROFILE, PROFILES  # noqa: E402
 from mjx_dacer.envs.registry import make, names, options, preset  # noqa: E402
-from mjx_dacer.envs.render import RenderError, can_render, render, write_video  # noqa: E402
+from mjx_dacer.envs.render import RenderError, can_render, check_video_path, render, write_video  # noqa: E402
 from mjx_dacer.envs.wrappers import TrainingWrapper  # noqa: E402
 
 __all__ = [
@@ -31,6 +31,7 @@ __all__ = [
     "RenderError",
     "TrainingWrapper",
     "can_render",
+    "check_video_path",
     "compiler_options",
     "jit",
     "make",

@@ -119,18 +119,24 @@ def write_video(frames: np.ndarray | Sequence[np.ndarray], path: str | os.PathLi
     import imageio.v3 as iio
 
     path = pathlib.Path(path)
+    check_video_path(path)
     frames = np.asarray(frames, np.uint8)
-    suffix = path.suffix.lower()
-    if suffix == ".gif":
+    if path.suffix.lower() == ".gif":
         # GIF stores per-frame durations in milliseconds.
         iio.imwrite(path, frames, extension=".gif", duration=1000.0 / fps, loop=0)
-    elif suffix == ".mp4":
-        if importlib.util.find_spec("imageio_ffmpeg") is None:
-            raise RuntimeError("MP4 needs `pip install imageio-ffmpeg`; or write a .gif")
-        iio.imwrite(path, frames, extension=".mp4", fps=fps, codec="libx264", macro_block_size=1)
     else:
-        raise ValueError(f"unsupported video format {suffix!r}: use .mp4 or .gif")
+        iio.imwrite(path, frames, extension=".mp4", fps=fps, codec="libx264", macro_block_size=1)
     return path
+
+
+def check_video_path(path: str | os.PathLike) -> None:
+    """Raises ValueError for a suffix `write_video` cannot write, RuntimeError for an .mp4 without its
+    encoder (`imageio-ffmpeg`): cheap, so a caller can check before the work that makes the frames."""
+    suffix = pathlib.Path(path).suffix.lower()
+    if suffix not in (".gif", ".mp4"):
+        raise ValueError(f"unsupported video format {suffix!r}: use .mp4 or .gif")
+    if suffix == ".mp4" and importlib.util.find_spec("imageio_ffmpeg") is None:
+        raise RuntimeError("MP4 needs `pip install imageio-ffmpeg`; or write a .gif")
 
 
 def _trajectory(states: Any) -> tuple[np.ndarray, np.ndarray]:

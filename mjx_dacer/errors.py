@@ -27,6 +27,11 @@ class PolicyFileError(CheckpointError, ValueError):
     """
 
 
+class VideoNotWritten(RuntimeError):
+    """The video a command was asked for could not be made (no OpenGL backend, a task that cannot be
+    drawn, the encoder failed); what the command printed before it stands. The CLI's exit status: 1."""
+
+
 class RunStopped(Exception):
     """A run stopped before its end.
 

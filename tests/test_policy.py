@@ -8,6 +8,7 @@ Gymnasium's C-MuJoCo env.
 
 from __future__ import annotations
 
+import importlib.util
 import inspect
 import math
 import os
@@ -408,7 +409,7 @@ def _table_row(stdout: str, backend: str) -> dict[str, float]:
 def test_eval_runs_both_backends_with_similar_returns(run_dirs, tmp_path):
     video = tmp_path / "hopper.gif"
     out = eval_cli(run_dirs["Hopper-v5"], "--backend", "both", "--episodes", 2, "--run", 1, "--video", video)
-    assert out.returncode == 0, out.stderr
+    assert out.returncode in (0, 1), out.stderr
     assert "mjx backend" in out.stdout and "gymnasium backend" in out.stdout
     mjx, gym = _table_row(out.stdout, "mjx"), _table_row(out.stdout, "gymnasium")
     for row in (mjx, gym):
@@ -420,8 +421,11 @@ def test_eval_runs_both_backends_with_similar_returns(run_dirs, tmp_path):
         assert 0 < row["mean"] < 200, row
     # Same order of magnitude: ~1 healthy reward per step until the fall, in both.
     assert 0.2 < mjx["mean"] / gym["mean"] < 5.0, (mjx, gym)
-    # The video is written, or (no OpenGL here) skipped with a one-line warning.
-    assert (video.is_file() and video.stat().st_size > 0) or "warning: no video" in out.stdout, out.stdout
+    # The video is written, or (no OpenGL here) one line says why, with exit status 1 after the results.
+    if out.returncode == 1:
+        assert out.stderr.startswith("mjx-dacer: error: no video: ") and not video.exists(), out.stderr
+    else:
+        assert out.returncode == 0 and video.is_file() and video.stat().st_size > 0, out.stderr
 
 
 def test_eval_video_of_multigoal_draws_the_episode_on_the_plane(run_dirs, tmp_path):
@@ -436,6 +440,22 @@ def test_eval_video_of_multigoal_draws_the_episode_on_the_plane(run_dirs, tmp_pa
     assert not np.array_equal(frames[0], frames[-1])  # the path grows
 
 
+def test_a_video_that_cannot_be_rendered_is_exit_status_1_after_the_results(run_dirs, tmp_path, capsys, monkeypatch):
+    """No OpenGL backend (here: render raises as it then does): the returns are printed, then one line, exit 1."""
+    from mjx_dacer import envs
+    from mjx_dacer.cli import main
+
+    def no_opengl(*args, **kwargs):
+        raise envs.RenderError("no OpenGL context: install EGL or OSMesa\n(a second line)")
+
+    monkeypatch.setattr(envs, "render", no_opengl)
+    video = tmp_path / "mg.gif"
+    assert main(["eval", str(run_dirs["MultiGoal-v0"]), "--episodes", "1", "--video", str(video)]) == 1
+    out = capsys.readouterr()
+    assert out.err.strip().splitlines() == ["mjx-dacer: error: no video: no OpenGL context: install EGL or OSMesa"]
+    assert _table_row(out.out, "mjx")["episodes"] == 1 and not video.exists()
+
+
 def test_eval_gymnasium_backend_of_multigoal_is_a_clear_error(run_dirs):
     out = eval_cli(run_dirs["MultiGoal-v0"], "--backend", "gymnasium")
     assert out.returncode == 2
@@ -448,7 +468,10 @@ def test_eval_gymnasium_backend_of_multigoal_is_a_clear_error(run_dirs):
     [
         (["--run", 5], "run 5 is out of range"),
         (["--episodes", 0], "--episodes must be >= 1"),
-        (["--video", "out.avi"], "use a .mp4 or .gif"),
+        (["--video", "out.avi"], "--video out.avi: unsupported video format '.avi': use .mp4 or .gif"),
+        pytest.param(["--video", "out.mp4"], "--video out.mp4: MP4 needs `pip install imageio-ffmpeg`",
+                     marks=pytest.mark.skipif(importlib.util.find_spec("imageio_ffmpeg") is not None,
+                                              reason="imageio-ffmpeg is installed: MP4 can be written")),
     ],
 )
 def test_eval_bad_arguments_are_one_line_errors(run_dirs, args, fragment):

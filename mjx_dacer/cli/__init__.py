@@ -4,7 +4,8 @@ Exit statuses, mapped in one place (`main`):
 
     0    done
     1    the system refused a file operation (permission, disk full, a read-only
-         folder): one line naming the error and the path
+         folder): one line naming the error and the path; or `eval --video`
+         could not render the video (no OpenGL backend), after the results
     2    bad input: unknown task, preset or key, wrong type, out-of-range values,
          an existing run directory or file at --out, a run directory without a
          usable checkpoint or policy (one line on stderr, nothing written)
@@ -25,10 +26,10 @@ from typing import Sequence
 from mjx_dacer import __version__, compile_cache
 from mjx_dacer.cli import ablate, bench, evaluate, export, multigoal, train
 from mjx_dacer.config import HPARAM_FIELDS, ConfigError, describe, error_line
-from mjx_dacer.errors import CheckpointError, RunStopped
+from mjx_dacer.errors import CheckpointError, RunStopped, VideoNotWritten
 
 EXIT_USAGE = 2
-EXIT_OS = 1  # an OSError: the file system refused (permission, disk full)
+EXIT_OS = 1  # an OSError: the file system refused (permission, disk full); or no video could be rendered
 USER_ERRORS = (ConfigError, CheckpointError)  # one line on stderr, exit EXIT_USAGE
 
 EPILOG = """examples:
@@ -179,6 +180,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as e:  # the file system's refusal, not the program's state: its own words and the path
         where = f": {e.filename}" if e.filename else ""
         print(f"mjx-dacer: error: {e.strerror or type(e).__name__}{where}", file=sys.stderr)
+        return EXIT_OS
+    except VideoNotWritten as e:  # the system could not render: as a refused file, after the printed results
+        print(f"mjx-dacer: error: no video: {e}", file=sys.stderr)
         return EXIT_OS
     except RunStopped as e:
         print(f"mjx-dacer: {e}{train.stop_hint(e)}", file=sys.stderr, flush=True)

@@ -25,9 +25,9 @@ import pathlib
 from typing import Any, Callable, Sequence
 
 from mjx_dacer.config import ConfigError
+from mjx_dacer.errors import VideoNotWritten
 
 BACKENDS = ("mjx", "gymnasium", "both")
-VIDEO_SUFFIXES = (".mp4", ".gif")
 
 DESCRIPTION = (
     "Evaluate a trained policy (RUN_DIR/policy.msgpack; PPO's and TRPO's brax params) with deterministic episodes "
@@ -49,7 +49,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                        help="which run of a seeds / grid batch (default: 0; the order of metrics.csv's 'run')")
     which.add_argument("--all-runs", action="store_true", help="evaluate every run of the batch")
     parser.add_argument("--video", type=pathlib.Path, metavar="PATH",
-                        help="also render one deterministic MJX episode to PATH (.mp4 needs imageio-ffmpeg, or .gif)")
+                        help="also render one deterministic MJX episode to PATH (.mp4 needs imageio-ffmpeg, or .gif); "
+                             "exit status 1 if it cannot be rendered (no OpenGL backend), after the results")
     parser.add_argument("--seed", type=int, default=0,
                         help="seed of the initial states and of the chain's sampling (default: 0)")
 
@@ -149,13 +150,17 @@ def run(args: argparse.Namespace) -> int:
     """Evaluate, print progress and the results table; returns the exit status (0)."""
     if args.episodes < 1:
         raise ConfigError(f"--episodes must be >= 1, got {args.episodes}")
-    if args.video is not None and args.video.suffix.lower() not in VIDEO_SUFFIXES:
-        raise ConfigError(f"--video {args.video}: unsupported format; use a .mp4 or .gif path")
     if not args.all_runs and args.run < 0:
         raise ConfigError(f"--run must be >= 0, got {args.run}")
 
     # mjx_dacer.envs first: it picks the headless OpenGL backend before mujoco is imported.
     from mjx_dacer import envs
+
+    if args.video is not None:
+        try:  # a format or an encoder it cannot have: said before any episode
+            envs.check_video_path(args.video)
+        except (ValueError, RuntimeError) as e:
+            raise ConfigError(f"--video {args.video}: {e}") from None
 
     policies = _load(args.run_dir, None if args.all_runs else [args.run], args.seed)
     first = policies[0]
@@ -218,19 +223,18 @@ def _trim(episodes) -> _Trajectory:
 
 
 def _write_video(env, traj: _Trajectory | None, path: pathlib.Path, renderable: bool, env_name: str) -> None:
+    """Renders `traj` to `path`; raises VideoNotWritten (exit status 1, after the printed results) if it cannot."""
     from mjx_dacer import envs
 
     if not renderable or traj is None:
-        print(f"warning: no video: {env_name} cannot be rendered", flush=True)
-        return
+        raise VideoNotWritten(f"{env_name} cannot be rendered")
     print(f"rendering {len(traj.qpos)} frames to {path}...", flush=True)
     try:
         frames = envs.render(env, traj)
         path.parent.mkdir(parents=True, exist_ok=True)
         envs.write_video(frames, path, fps=1.0 / env.dt)
-    except (envs.RenderError, RuntimeError, ImportError) as e:  # no OpenGL backend, or no mp4 encoder
-        print(f"warning: no video: {str(e).splitlines()[0] if str(e) else type(e).__name__}", flush=True)
-        return
+    except (envs.RenderError, RuntimeError, ImportError) as e:  # no OpenGL backend, or the encoder failed
+        raise VideoNotWritten(str(e).splitlines()[0] if str(e) else type(e).__name__) from None
     print(f"video: {path}", flush=True)
 
 
