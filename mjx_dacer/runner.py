@@ -192,6 +192,15 @@ class Runner:
         restored = checkpointer.restore(abstract)
         for line in restored.skipped:
             self.progress(f"warning: skipped {line}")
+        # The chunk count names the checkpoint; the state's own counter must agree with this run's chunks.
+        expected = sum(self.program.chunk_sizes[:restored.chunks_done])
+        found = int(np.max(jax.device_get(restored.state.iteration)))
+        if found != expected:
+            raise ConfigError(
+                f"checkpoint {restored.chunks_done} holds iteration {found} (warm-up included), but this run's "
+                f"chunk {restored.chunks_done} ends at {expected}: it was written with another chunk layout (an "
+                "mjx_dacer from before runs without a warm-up began with an iteration-0 evaluation); resume it "
+                "with that version, or start again with --overwrite")
         self._saved = (restored.chunks_done, self.program.iterations_after(restored.chunks_done))
         return self._shard(restored.state), restored.chunks_done, restored.rows, restored.timing
 
@@ -337,7 +346,7 @@ class Runner:
                 dt = time.perf_counter() - t0
                 self._last_chunk_seconds = dt
                 done_iters += n
-                warmup_chunk = c == 0 and cfg.warmup_iterations > 0
+                warmup_chunk = c == 0  # (possibly of no iterations: then only the untrained policy's evaluation)
                 if not warmup_chunk:
                     run_seconds, run_iters = run_seconds + dt, run_iters + n
                 result = sinks.ChunkResult(

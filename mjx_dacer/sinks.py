@@ -69,7 +69,7 @@ class ChunkResult:
     Attributes:
       chunk, num_chunks: this chunk's number (from 1) and the run's count.
       iteration: reported iterations done (counted after the warm-up); env_steps: per run, warm-up included.
-      warmup: the chunk was the warm-up.
+      warmup: the chunk was the warm-up (of no iterations, env_steps 0, without one: only its evaluation).
       seconds: the chunk's wall-clock time, compile excluded; eta_seconds: for the chunks left, at the
         speed of the training chunks so far (None while only the warm-up has run: it is faster).
       env_steps_per_second, updates_per_second: over all runs, in this chunk.
@@ -385,7 +385,8 @@ class ProgressSink:
         # Agents without an alpha (TD3, DDPG) have no column; before the first update it is blank.
         alphas = [row["alpha"] for row in live if row.get("alpha") is not None]
         if r.warmup:
-            speed = f"warm-up: random actions, {r.env_steps_per_second:,.0f} env steps/s"
+            speed = (f"warm-up: random actions, {r.env_steps_per_second:,.0f} env steps/s" if r.env_steps
+                     else "no warm-up")
             evaluated = "untrained policy"
         else:
             speed = f"{r.env_steps_per_second:,.0f} env steps/s, {r.updates_per_second:,.0f} updates/s"

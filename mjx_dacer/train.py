@@ -8,7 +8,7 @@ baseline, see `mjx_dacer.agents`) on uniformly sampled batches (none
 during the warm-up). A chunk is a run of iterations as one loop
 followed by deterministic evaluation episodes, all on the device: first the
 `Config.warmup_iterations` of the warm-up (its evaluation is the untrained
-policy's, iteration 0), then `eval_interval` iterations at a time until
+policy's, iteration 0; without a warm-up that chunk is only the evaluation), then `eval_interval` iterations at a time until
 `total_iterations` after the warm-up, as the reference counts them. `train`
 runs every chunk; the host driver (`mjx_dacer.runner`) calls `run_chunk`
 instead, to report and checkpoint between chunks. Both give the same numbers.
@@ -55,10 +55,13 @@ class TrainState:
 
 
 def chunk_sizes(cfg: Config) -> list[int]:
-    """Iterations per chunk: the warm-up (if any), full `eval_interval` chunks, a shorter last one if needed."""
+    """Iterations per chunk: the warm-up, full `eval_interval` chunks, a shorter last one if needed.
+
+    The warm-up chunk is there even without a warm-up (`warmup_steps=0`: no iterations), for its
+    evaluation: every run's first row is the untrained policy at iteration 0.
+    """
     full, rest = divmod(cfg.total_iterations, cfg.eval_interval)
-    warmup = [cfg.warmup_iterations] if cfg.warmup_iterations else []
-    return warmup + [cfg.eval_interval] * full + ([rest] if rest else [])
+    return [cfg.warmup_iterations] + [cfg.eval_interval] * full + ([rest] if rest else [])
 
 
 @dataclasses.dataclass(frozen=True)
@@ -388,9 +391,8 @@ class TrainProgram:
         cfg = self.config
         ts = self.init(key, hparams)
         parts = []  # metrics of consecutive chunks, each with a leading chunk axis
-        if cfg.warmup_iterations:
-            ts, row = self.run_chunk(ts, hparams, cfg.warmup_iterations)
-            parts.append(jax.tree.map(lambda x: x[None], row))
+        ts, row = self.run_chunk(ts, hparams, cfg.warmup_iterations)  # with none, still the iteration-0 evaluation
+        parts.append(jax.tree.map(lambda x: x[None], row))
         full, rest = divmod(cfg.total_iterations, cfg.eval_interval)
         if full:
             ts, rows = jax.lax.scan(lambda s, _: self.run_chunk(s, hparams, cfg.eval_interval), ts, None, length=full)

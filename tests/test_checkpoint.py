@@ -8,8 +8,8 @@ import time
 
 import pytest
 
-from mjx_dacer import report
-from mjx_dacer.config import load_config, parse_overrides
+from mjx_dacer import report, train
+from mjx_dacer.config import ConfigError, load_config, parse_overrides
 from mjx_dacer.cli.train import parse_grid
 from mjx_dacer.rundir import RunSpec
 from mjx_dacer.runner import EXIT_DIVERGED, Runner, RunStopped
@@ -137,6 +137,25 @@ def test_drop_mode_freezes_the_diverged_run_and_continues_the_others(tmp_path):
 def cli(*args):
     return subprocess.run([sys.executable, "-m", "mjx_dacer.cli", *args], capture_output=True, text=True,
                           timeout=600)
+
+
+def test_without_a_warmup_chunk_1_evaluates_the_untrained_policy_and_other_layouts_are_refused(tmp_path, monkeypatch):
+    """warmup_steps=0: chunk 1 runs no iteration and only evaluates (iteration 0, no env step), as a warm-up's
+    chunk does at its end. A checkpoint is named by its chunk count, so one from another chunk layout (before
+    this chunk, such a run's chunk 1 was 2 iterations) must be refused on resume, not go on shifted."""
+    out, lines = tmp_path / "run", []
+    Runner(tiny_config("warmup_steps=0"), SPEC, out, progress=lines.append).run()
+    rows = [(r["iteration"], r["env_steps"], r["updates"]) for r in metric_rows(out) if r["seed"] == 1]
+    assert rows == [(0, 0, 0), (2, 20, 2), (4, 40, 2)], rows
+    first = next(line for line in lines if line.startswith("[1/3]"))
+    assert "| no warm-up | untrained policy " in first, first
+
+    before = {name: (out / name).read_text() for name in ("metrics.csv", "config.yaml")}
+    monkeypatch.setattr(train, "chunk_sizes", lambda cfg: [cfg.eval_interval] * (cfg.total_iterations // 2))
+    with pytest.raises(ConfigError, match=r"checkpoint 3 holds iteration 4 \(warm-up included\), but this run's "
+                                          r"chunk 3 ends at 6: it was written with another chunk layout"):
+        Runner(tiny_config("warmup_steps=0", "total_iterations=8"), SPEC, out, progress=lines.append).run(resume=True)
+    assert before == {name: (out / name).read_text() for name in before}
 
 
 def test_resume_bad_directories_are_clear_errors(uninterrupted, tmp_path):

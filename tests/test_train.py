@@ -71,7 +71,7 @@ def test_one_program_runs_chunks_of_every_length(program):
 
 @pytest.mark.parametrize(
     ("warmup_steps", "num_envs", "total", "interval", "sizes"),
-    [(40, 20, 6, 3, [2, 3, 3]), (41, 20, 7, 3, [3, 3, 3, 1]), (0, 20, 6, 3, [3, 3]), (10, 20, 3, 5, [1, 3])],
+    [(40, 20, 6, 3, [2, 3, 3]), (41, 20, 7, 3, [3, 3, 3, 1]), (0, 20, 6, 3, [0, 3, 3]), (10, 20, 3, 5, [1, 3])],
 )
 def test_run_length_counts_iterations_after_the_warmup(warmup_steps, num_envs, total, interval, sizes):
     cfg = Config().replace(**{**TINY, "warmup_steps": warmup_steps, "num_envs": num_envs,
