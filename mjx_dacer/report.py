@@ -11,6 +11,7 @@ import csv
 import dataclasses
 import math
 import pathlib
+import re
 from collections import defaultdict
 from typing import Iterable, Mapping, Sequence
 
@@ -18,7 +19,7 @@ import numpy as np
 import yaml
 
 from mjx_dacer import paper
-from mjx_dacer.config import ConfigError
+from mjx_dacer.config import ConfigError, to_dict
 from mjx_dacer.evaluate import final_performance
 from mjx_dacer.rundir import RunDir
 
@@ -289,6 +290,7 @@ class RunResults:
       rows: metrics.csv's evaluation rows (`read_rows`); a held run's blank eval_return as NaN.
       wall_seconds: (run, iteration) -> timing.csv's wall clock at that evaluation (run None: every run);
         empty for a run directory without timing.csv.
+      settings: the run's config (`config.to_dict`), to tell apart runs of one group that share seeds.
     """
 
     path: pathlib.Path
@@ -298,6 +300,7 @@ class RunResults:
     seed_offset: int
     rows: tuple[dict, ...]
     wall_seconds: Mapping[tuple[int | None, int], float | None] = dataclasses.field(default_factory=dict)
+    settings: Mapping[str, object] = dataclasses.field(default_factory=dict)
 
     def wall_clock(self, row: Mapping) -> float:
         """The wall clock (s) of the chunk that ended with metrics.csv row `row`; NaN where not recorded."""
@@ -388,7 +391,7 @@ def open_run(path: str | pathlib.Path) -> RunResults:
         wall = {(r["run"], r["iteration"]): r["wall_seconds"] for r in read_rows(run_dir.timing)}
     return RunResults(path=run_dir.path, task=config.env, algo=str(raw.get("algo", DEFAULT_ALGO)).lower(),
                       total_iterations=config.total_iterations, seed_offset=config.seed, rows=rows,
-                      wall_seconds=wall)
+                      wall_seconds=wall, settings=to_dict(config))
 
 
 def open_runs(paths: Iterable[str | pathlib.Path]) -> list[RunResults]:
@@ -405,31 +408,73 @@ def open_runs(paths: Iterable[str | pathlib.Path]) -> list[RunResults]:
 def pool_by_seed(runs: Sequence[RunResults]) -> dict[GroupKey, list[SeedCurve]]:
     """(task, algo, grid label) -> its seeds' curves, pooled over run directories, sorted by seed.
 
-    A seed is the PRNG seed (config `seed` + metrics.csv's seed); the same seed of
-    the same group in two directories raises ConfigError (it would count twice).
+    A seed is the PRNG seed (config `seed` + metrics.csv's seed). Directories of one group
+    with distinct seeds are pooled (seeds trained separately). Where two of them hold the
+    same seed, they are separate experiments (pooled, that seed would count twice: e.g.
+    `ablate`'s panels, or one task trained twice from seed 0), so that group is split by
+    config, and by directory where configs repeat: see `_distinct_labels`.
     """
-    groups: dict[GroupKey, list[SeedCurve]] = {}
-    owner: dict[tuple[GroupKey, int], pathlib.Path] = {}
+    entries = []  # (group key, PRNG seed, run, {iteration: row})
     for run in runs:
         points: dict[tuple[str, int], dict[float, dict]] = defaultdict(dict)
         for r in run.rows:
             points[(str(r["label"]), int(r["seed"]))][r["iteration"]] = r  # a repeated iteration: the last row
-        for (label, s), by_iter in sorted(points.items()):
-            key, seed = (run.task, run.algo, label), run.seed_offset + s
-            if (key, seed) in owner:
-                raise ConfigError(f"seed {seed} of {run.task} / {run.algo} / {label} is in both {owner[key, seed]} "
-                                  f"and {run.path}; runs are pooled by seed, so give each run distinct seeds "
-                                  "(config key `seed` offsets them)")
-            owner[key, seed] = run.path
-            iters = sorted(by_iter)
-            groups.setdefault(key, []).append(SeedCurve(
-                source=run.path, seed=seed, total_iterations=run.total_iterations, iterations=np.array(iters),
-                env_steps=np.array([by_iter[i]["env_steps"] for i in iters]),
-                returns=np.array([by_iter[i]["eval_return"] for i in iters], dtype=float),
-                wall_seconds=np.array([run.wall_clock(by_iter[i]) for i in iters], dtype=float)))
+        entries += [((run.task, run.algo, label), run.seed_offset + s, run, by_iter)
+                    for (label, s), by_iter in sorted(points.items())]
+    members: dict[GroupKey, dict[pathlib.Path, tuple[RunResults, list[int]]]] = defaultdict(dict)
+    for key, seed, run, _ in entries:
+        members[key].setdefault(run.path, (run, []))[1].append(seed)
+    relabel = {}
+    for key, held in members.items():
+        seeds = [s for _, run_seeds in held.values() for s in run_seeds]
+        if len(set(seeds)) < len(seeds):
+            relabel[key] = _distinct_labels(key[2], list(held.values()))
+    groups: dict[GroupKey, list[SeedCurve]] = {}
+    for key, seed, run, by_iter in entries:
+        if key in relabel:
+            key = (*key[:2], relabel[key][run.path])
+        iters = sorted(by_iter)
+        groups.setdefault(key, []).append(SeedCurve(
+            source=run.path, seed=seed, total_iterations=run.total_iterations, iterations=np.array(iters),
+            env_steps=np.array([by_iter[i]["env_steps"] for i in iters]),
+            returns=np.array([by_iter[i]["eval_return"] for i in iters], dtype=float),
+            wall_seconds=np.array([run.wall_clock(by_iter[i]) for i in iters], dtype=float)))
     for curves in groups.values():
         curves.sort(key=lambda c: c.seed)
     return groups
+
+
+def _distinct_labels(label: str, runs: Sequence[tuple[RunResults, list[int]]]) -> dict[pathlib.Path, str]:
+    """A label per run directory of one group (`runs`: each with its PRNG seeds) that holds a seed twice.
+
+    Runs with one config (its `seed` offset aside) stay pooled, under `label` (left out if "default") and
+    the config keys whose values differ between them and the others (e.g. "diffusion_steps=10"). Where
+    such a part still holds a seed twice (the same config trained twice), each directory is its own:
+    the label gains the folder's name, or its path where names repeat too.
+    """
+    def config(run):
+        return {k: v for k, v in run.settings.items() if k != "seed"}
+
+    def text(v):
+        return ",".join(map(str, v)) if isinstance(v, (list, tuple)) else f"{v:g}" if isinstance(v, float) else str(v)
+
+    keys = sorted({k for run, _ in runs for k in config(run)})
+    differing = [k for k in keys if len({repr(config(run).get(k)) for run, _ in runs}) > 1]
+    base = [] if label == "default" else [label]
+    parts: dict[str, list[tuple[RunResults, list[int]]]] = defaultdict(list)
+    for run, seeds in runs:
+        parts[", ".join(base + [f"{k}={text(config(run).get(k))}" for k in differing])].append((run, seeds))
+    names = [run.path.name for run, _ in runs]
+    labels = {}
+    for part, members in parts.items():
+        seeds = [s for _, held in members for s in held]
+        for run, _ in members:
+            if len(set(seeds)) == len(seeds):
+                labels[run.path] = part
+            else:
+                where = run.path.name if names.count(run.path.name) == 1 else str(run.path)
+                labels[run.path] = f"{part} ({where})" if part else where
+    return labels
 
 
 def table_cell(curves: Sequence[SeedCurve]) -> Cell:
@@ -467,9 +512,14 @@ def columns(keys: Iterable[GroupKey]) -> list[tuple[str, str, str]]:
     out = []
     for algo in sorted(labels, key=_algo_rank):
         name = ALGO_NAMES.get(algo, algo)
-        for label in sorted(labels[algo], key=lambda v: (v != "default", v)):
+        for label in sorted(labels[algo], key=lambda v: (v != "default", _natural(v))):
             out.append((algo, label, name if len(labels[algo]) == 1 else f"{name} [{label}]"))
     return out
+
+
+def _natural(text: str) -> tuple:
+    """Sort key that orders the numbers in labels by value: "diffusion_steps=5" before "diffusion_steps=10"."""
+    return tuple(float(part) if i % 2 else part for i, part in enumerate(re.split(r"(\d+(?:\.\d+)?)", text)))
 
 
 def _latex_escape(text: str) -> str:
@@ -625,6 +675,9 @@ def bootstrap_ci(values: np.ndarray, resamples: int = BOOTSTRAP_RESAMPLES, level
     return lo, hi
 
 
+LEGEND_INSIDE = 4  # the most lines a panel's legend holds inside the axes without hiding them
+
+
 def plot_by_task(groups: Mapping[GroupKey, Sequence[SeedCurve]], path: pathlib.Path, x: str = "iterations"):
     """Write a PNG with one subplot per task and one line per algorithm (and grid label, if several).
 
@@ -640,9 +693,12 @@ def plot_by_task(groups: Mapping[GroupKey, Sequence[SeedCurve]], path: pathlib.P
     tasks = task_order(k[0] for k in groups)
     ncols = min(3, len(tasks))
     nrows = -(-len(tasks) // ncols)
-    fig = Figure(figsize=(5.2 * ncols, 3.8 * nrows + 0.6))
-    FigureCanvasAgg(fig)
     cols = columns(groups)
+    # Many lines (an `ablate` folder): the legend goes below each panel, which grows to hold it.
+    most = max(sum((task, algo, label) in groups for algo, label, _ in cols) for task in tasks)
+    below = most > LEGEND_INSIDE
+    fig = Figure(figsize=(5.2 * ncols, (3.8 + (0.6 + 0.17 * most if below else 0)) * nrows + 0.6))
+    FigureCanvasAgg(fig)
     for i, task in enumerate(tasks):
         ax = fig.add_subplot(nrows, ncols, i + 1)
         for algo, label, heading in cols:
@@ -661,7 +717,10 @@ def plot_by_task(groups: Mapping[GroupKey, Sequence[SeedCurve]], path: pathlib.P
         ax.set_xlabel("iterations (after the warm-up)" if x == "iterations" else "env steps (warm-up included)")
         ax.set_ylabel("evaluation return")
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
+        if below:
+            ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.16), frameon=False)
+        else:
+            ax.legend(fontsize=8)
     # Two lines: with a single task the figure is too narrow for one.
     fig.suptitle(f"Evaluation return: mean over seeds; band: bootstrap 95% CI of the mean\n"
                  f"({BOOTSTRAP_RESAMPLES} resamples over seeds; no band with one seed)", fontsize=10)

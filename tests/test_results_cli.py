@@ -18,14 +18,15 @@ TOTAL = 100  # total_iterations of the fake runs: the metric's window is iterati
 
 
 def make_run(path: pathlib.Path, env: str, curves: dict, algo: str | None = None, seed: int = 0,
-             labels: tuple[str, ...] = ("default",)) -> pathlib.Path:
+             labels: tuple[str, ...] = ("default",), **settings) -> pathlib.Path:
     """A run directory holding config.yaml and metrics.csv.
 
     curves: (label, seed) -> eval returns at iterations 0, 10, ..., 10 * (P - 1); num_envs 20.
     algo: written into config.yaml's `algo`; None removes the key (an older run directory).
+    settings: other config keys.
     """
     seeds = tuple(sorted({s for _, s in curves}))
-    RunDir.create(path, Config().replace(env=env, total_iterations=TOTAL, num_envs=20, seed=seed),
+    RunDir.create(path, Config().replace(env=env, total_iterations=TOTAL, num_envs=20, seed=seed, **settings),
                   RunSpec(grid=tuple({} if lb == "default" else {"noise_scale": float(lb.split("=")[1])}
                                      for lb in labels), seeds=seeds))
     raw = yaml.safe_load((path / "config.yaml").read_text())
@@ -91,10 +92,44 @@ def test_directories_of_one_task_are_pooled_by_seed(tmp_path):
     cell = report.table_cell(curves)
     np.testing.assert_allclose(cell.per_seed, [100.0, 200.0])
     assert report.cell_text(cell) == "150.0 +- 50.0 (2 seeds)"
-    # The same seed twice would count twice: refused.
-    c = make_run(tmp_path / "c", "Hopper-v5", {("default", 0): HOPPER["default", 1]}, seed=0)
-    with pytest.raises(ConfigError, match="seed 0 of Hopper-v5 / dacer / default is in both"):
-        report.pool_by_seed(report.open_runs([a, c]))
+
+
+
+def test_directories_of_one_group_that_share_a_seed_are_told_apart_not_pooled(tmp_path, capsys):
+    """Pooled, a seed held twice would count twice: such directories are separate experiments (`ablate`'s
+    panels; a task trained twice from seed 0), labelled by the config keys that differ between them, or by
+    their folder where the configs are the same."""
+    one = {("default", 0): HOPPER["default", 0]}
+    steps10 = make_run(tmp_path / "abl" / "steps-T10", "Hopper-v5", one, diffusion_steps=10)
+    steps30 = make_run(tmp_path / "abl" / "steps-T30", "Hopper-v5", {("default", 0): HOPPER["default", 1]},
+                       diffusion_steps=30)
+    again = make_run(tmp_path / "again" / "steps-T30", "Hopper-v5", one, diffusion_steps=30)
+    other_seed = make_run(tmp_path / "seed1", "Hopper-v5", one, seed=1, diffusion_steps=10)  # pooled with T10
+    sweep = make_run(tmp_path / "sweep", "Hopper-v5", {("noise_scale=0.2", 0): [5.0] * 11},
+                     labels=("noise_scale=0.2",))
+    groups = report.pool_by_seed(report.open_runs([steps10, steps30, sweep]))
+    assert sorted(groups) == [("Hopper-v5", "dacer", "diffusion_steps=10"), ("Hopper-v5", "dacer", "diffusion_steps=30"),
+                              ("Hopper-v5", "dacer", "noise_scale=0.2")]
+    assert report.cell_text(report.table_cell(groups["Hopper-v5", "dacer", "diffusion_steps=30"])) \
+        == "200.0 +- 0.0 (1 seed)"
+    # The same config twice (and one more): its folder's name, or its path where the names repeat too.
+    groups = report.pool_by_seed(report.open_runs([steps10, steps30, again, other_seed]))
+    assert {label: [c.seed for c in curves] for (_, _, label), curves in groups.items()} == {
+        "diffusion_steps=10": [0, 1], f"diffusion_steps=30 ({steps30})": [0], f"diffusion_steps=30 ({again})": [0]}
+    twin = make_run(tmp_path / "twin", "Hopper-v5", one, diffusion_steps=10)  # steps10 trained again
+    assert sorted(label for _, _, label in report.pool_by_seed(report.open_runs([steps10, twin]))) == [
+        "steps-T10", "twin"]
+    assert main(["table", str(steps10), str(steps30)]) == 0
+    header = next(ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("| task"))
+    assert header == "| task | DACER [diffusion_steps=10] | DACER [diffusion_steps=30] |"
+    # Numbers in labels sort by value; a plot of many lines holds its legend below the axes.
+    keys = [("Hopper-v5", "dacer", f"diffusion_steps={t}") for t in (30, 5, 10)] + [("Hopper-v5", "dacer", "default")]
+    assert [label for _, label, _ in report.columns(keys)] == [
+        "default", "diffusion_steps=5", "diffusion_steps=10", "diffusion_steps=30"]
+    many = [make_run(tmp_path / "many" / f"T{t}", "Hopper-v5", one, diffusion_steps=t) for t in (2, 4, 6, 8, 10)]
+    fig = report.plot_by_task(report.pool_by_seed(report.open_runs(many)), tmp_path / "many.png")
+    (ax,) = fig.axes
+    assert len(ax.get_lines()) == 5 and ax.get_legend().get_bbox_to_anchor().y1 < ax.bbox.y0
 
 
 def test_frozen_seeds_are_excluded_and_counted(tmp_path, capsys):

@@ -20,7 +20,8 @@ from mjx_dacer.config import ConfigError
 TABLE_DESCRIPTION = (
     "Print the paper's Table 1 for the given run directories: per task (rows, in the paper's order) and "
     "algorithm (columns), mean +- std over seeds of the highest evaluation return in the last 10% of "
-    "iterations. Directories of the same task and algorithm are pooled by seed. With --reach RETURN instead: "
+    "iterations. Directories of the same task and algorithm are pooled by seed; directories that share a seed "
+    "are told apart by the config keys that differ (or their folder). With --reach RETURN instead: "
     "per seed, when its evaluation return first reached RETURN (iteration, env steps, wall clock)."
 )
 PLOT_DESCRIPTION = (
