@@ -316,6 +316,13 @@ def describe() -> str:
     return "\n".join(lines)
 
 
+def check_sweepable(key: Any, what: str = "grid key") -> None:
+    """Raises ConfigError unless `key` is a traced field (`HParams`), the only kind one program can sweep."""
+    if key not in HPARAM_FIELDS:
+        raise ConfigError(f"{what} '{key}' cannot be swept in one program (it changes shapes or is not a "
+                          f"hyperparameter); sweepable keys: {', '.join(HPARAM_FIELDS)}")
+
+
 def unknown_key_error(key: Any) -> ConfigError:
     key = str(key)  # a YAML key can be a number
     close = difflib.get_close_matches(key, _FIELDS, n=1)

@@ -42,7 +42,7 @@ from __future__ import annotations
 
 import os
 import pathlib
-from typing import Any, Sequence
+from typing import Any, Iterable, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -258,7 +258,13 @@ def load_policy(path: PathLike, run: int = 0, deterministic: bool = True, seed: 
       ValueError: run out of range. Both with a one-line message.
       For a PPO or TRPO run, `brax_policy.load`'s errors.
     """
+    if not _is_index(run):
+        raise ValueError(f"run must be an integer index into the saved runs, got {run!r}")
     return load_policies(path, [run], deterministic=deterministic, seed=seed)[0]
+
+
+def _is_index(value) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
 
 
 def load_policies(path: PathLike, runs: Sequence[int] | None = None, deterministic: bool = True,
@@ -266,6 +272,13 @@ def load_policies(path: PathLike, runs: Sequence[int] | None = None, determinist
     """Several runs of `path` (every one by default) as `load_policy` gives each, read in one go: the artifact
     (or a TRPO run's checkpoint) is read once, so every policy comes from the same save, even while the run
     goes on writing newer ones. The same errors as `load_policy`; each policy has its own key (`seed`)."""
+    if runs is not None:
+        if isinstance(runs, (str, bytes)) or not isinstance(runs, Iterable):  # e.g. a lone index
+            raise ValueError(f"runs must be a list of run indices (None: every run), got {runs!r}; "
+                             "load_policy(path, run=I) loads one")
+        runs = list(runs)
+        if not all(map(_is_index, runs)):
+            raise ValueError(f"runs must be a list of integer run indices (None: every run), got {runs!r}")
     if on_policy_run(path):
         from mjx_dacer import brax_policy  # brax's training modules: imported only for these runs
 

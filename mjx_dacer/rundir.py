@@ -27,7 +27,7 @@ import jax
 import jax.numpy as jnp
 import yaml
 
-from mjx_dacer.config import RUN_DIR_KEYS, Config, ConfigError, HParams, from_dict, to_dict
+from mjx_dacer.config import RUN_DIR_KEYS, Config, ConfigError, HParams, check_sweepable, from_dict, to_dict
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,10 +63,19 @@ class RunSpec:
         return jnp.stack(keys), jax.tree.map(lambda *x: jnp.stack(x), *hps)
 
     def validate(self, config: Config) -> None:
-        """Raises ConfigError if a grid point gives `config` a bad value, or no seeds are given."""
-        if not self.seeds or min(self.seeds) < 0:
-            raise ConfigError(f"seeds must be a positive count or non-negative seeds, got {list(self.seeds)}")
+        """Raises ConfigError for a grid point that is not a mapping of sweepable keys (`HParams`: anything
+        else would be recorded but not trained) or gives `config` a bad value, and for seeds that are not
+        distinct non-negative integers (a seed twice would train the same run twice)."""
+        seeds = list(self.seeds)
+        if not seeds or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in seeds):
+            raise ConfigError(f"seeds must be a count >= 1 or a list of non-negative integer seeds, got {seeds}")
+        if len(set(seeds)) < len(seeds):
+            raise ConfigError(f"seeds must be distinct (a seed twice trains the same run twice), got {seeds}")
         for point in self.grid:
+            if not isinstance(point, Mapping):
+                raise ConfigError(f"each grid point must be a mapping of key to value, got {point!r}")
+            for key in point:
+                check_sweepable(key)
             config.replace(**point)
 
 

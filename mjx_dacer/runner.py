@@ -28,12 +28,13 @@ from __future__ import annotations
 
 import concurrent.futures
 import dataclasses
+import numbers
 import os
 import pathlib
 import signal
 import threading
 import time
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import jax
 import numpy as np
@@ -480,15 +481,39 @@ def run(
     else:
         if config is None:
             raise ConfigError("a config is needed to start a run (None only with resume=True)")
-        if isinstance(config, str):
+        if isinstance(config, (str, os.PathLike)):
             from mjx_dacer.config import load_config
 
             config = load_config(config)
-        seed_list = tuple(range(seeds)) if isinstance(seeds, int) else tuple(seeds)
-        spec = RunSpec(grid=tuple(dict(g) for g in grid) or ({},), seeds=seed_list)
+        if not isinstance(config, Config):
+            raise ConfigError(f"config must be a Config, a preset name or a YAML path, got a "
+                              f"{type(config).__name__} (mjx_dacer.config.from_dict makes a Config of a dict)")
+        spec = RunSpec(grid=_grid_points(grid), seeds=_seed_list(seeds))
         spec.validate(config)  # every grid point, before anything is written
         RunDir.check_new(out)  # before the program is built
     runner = Runner(config, spec, out, progress=progress_fn, on_divergence=on_divergence, track=track,
                     verbose=verbose)
     runner.run(resume=resume)
     return runner.metric_rows
+
+
+def _seed_list(seeds: int | Sequence[int]) -> tuple:
+    """`run`'s seeds: a count N (0..N-1) or the seeds; ConfigError naming what was given otherwise."""
+    def integer(value):
+        return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+    if integer(seeds):
+        if seeds < 1:
+            raise ConfigError(f"seeds must be a count >= 1 or a list of seeds, got {seeds}")
+        return tuple(range(int(seeds)))
+    if isinstance(seeds, (str, bytes, Mapping)) or not isinstance(seeds, Iterable):
+        raise ConfigError(f"seeds must be a count >= 1 or a list of seeds, got {seeds!r}")
+    return tuple(int(s) if integer(s) else s for s in seeds)  # RunSpec.validate checks each
+
+
+def _grid_points(grid: Sequence[Mapping[str, float]]) -> tuple:
+    """`run`'s grid: a list of points (mappings); ConfigError for one point given alone."""
+    if isinstance(grid, Mapping) or isinstance(grid, (str, bytes)) or not isinstance(grid, Sequence):
+        raise ConfigError(f"grid must be a list of points, each a dict of key to value (e.g. [{{'lr_actor': "
+                          f"1e-4}}, {{'lr_actor': 3e-4}}]), got {grid!r}")
+    return tuple(grid) or ({},)  # RunSpec.validate checks each point

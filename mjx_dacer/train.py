@@ -34,7 +34,7 @@ from mjx_dacer import buffer as replay
 from mjx_dacer import envs
 from mjx_dacer.agent import Agent, AgentState
 from mjx_dacer.agents import make_agent
-from mjx_dacer.config import Config, HParams
+from mjx_dacer.config import Config, ConfigError, HParams
 from mjx_dacer.evaluate import evaluate
 from mjx_dacer.envs.wrappers import TrainingWrapper
 
@@ -407,6 +407,9 @@ class TrainProgram:
 
 def make_train(config: Config, env=None, agent: Agent | None = None) -> TrainProgram:
     """Build the training program for `config` (env from `config.env`, agent from `config.algo`, unless given)."""
+    if not isinstance(config, Config):
+        raise ConfigError(f"make_train takes a Config (e.g. mjx_dacer.config.load_config('hopper')), got a "
+                          f"{type(config).__name__}")
     if env is None:
         env = envs.make(config.env, physics=config.physics)
     if agent is None:

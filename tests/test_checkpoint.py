@@ -1,6 +1,7 @@
 """Checkpoints, exact resume, interruption, corrupt checkpoints and the divergence guard."""
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -224,6 +225,25 @@ def test_run_api_writes_the_same_run_directory_and_returns_its_rows(uninterrupte
     with pytest.raises(ConfigError, match="not an empty directory"):
         mjx_dacer.run(tiny_config(), out, progress_fn=lambda _: None)
     assert mjx_dacer.run(None, out, resume=True, progress_fn=lambda _: None) == rows  # finished: nothing to do
+
+
+@pytest.mark.parametrize("arguments, fragment", [
+    ({"seeds": "3"}, "seeds must be a count >= 1 or a list of seeds, got '3'"),
+    ({"seeds": 2.5}, "got 2.5"),
+    ({"seeds": 0}, "got 0"),
+    ({"seeds": [0, 0]}, "seeds must be distinct"),  # trained twice, counted once by `table`
+    ({"grid": {"lr_actor": 1e-3}}, "grid must be a list of points"),
+    ({"grid": [{"batch_size": 32}]}, "grid key 'batch_size' cannot be swept"),  # was recorded, not trained
+    ({"config": {"env": "MultiGoal-v0"}}, "config must be a Config, a preset name or a YAML path, got a dict"),
+])
+def test_run_api_arguments_of_the_wrong_kind_are_one_line_config_errors(arguments, fragment, tmp_path):
+    import mjx_dacer
+    from mjx_dacer.config import ConfigError
+
+    arguments = {"config": tiny_config(), **arguments}
+    with pytest.raises(ConfigError, match=re.escape(fragment)) as e:
+        mjx_dacer.run(out=tmp_path / "run", progress_fn=lambda _: None, **arguments)
+    assert len(str(e.value).splitlines()) == 1 and not (tmp_path / "run").exists()
 
 
 def test_checksums_read_every_leaf_as_the_stored_checkpoints_do():

@@ -240,6 +240,13 @@ def test_load_errors_are_one_line_value_errors(tmp_path, artifact):
         with pytest.raises(ValueError, match=rf"run {run} is out of range: .* holds {RUNS} run\(s\)") as e:
             load_policy(artifact, run=run)
         one_line(e.value)
+    for load, which, fragment in [(load_policy, "0", "run must be an integer index into the saved runs, got '0'"),
+                                  (load_policies, 0, "runs must be a list of run indices (None: every run), got 0; "
+                                                     "load_policy(path, run=I) loads one"),
+                                  (load_policies, [0, "1"], "runs must be a list of integer run indices")]:
+        with pytest.raises(ValueError, match=re.escape(fragment)) as e:
+            load(artifact, which)
+        one_line(e.value)
 
     policy = load_policy(artifact)
     for obs in (np.zeros(OBS + 1), np.zeros((2, OBS - 1)), np.zeros((1, 2, OBS)), np.zeros(())):

@@ -15,7 +15,7 @@ import shutil
 from typing import Sequence
 
 from mjx_dacer.config import (
-    HPARAM_FIELDS, ConfigError, load_config, parse_overrides, preset_names, split_assignment,
+    ConfigError, check_sweepable, load_config, parse_overrides, preset_names, split_assignment,
 )
 from mjx_dacer.errors import RunStopped
 
@@ -69,11 +69,7 @@ def parse_grid(specs: Sequence[str]) -> tuple[dict[str, float], ...]:
         key, values = split_assignment(spec, "--grid", "key=v1,v2,...")
         if key in dict(axes):
             raise ConfigError(f"--grid '{key}' is given twice; list all its values in one --grid {key}=v1,v2,...")
-        if key not in HPARAM_FIELDS:
-            raise ConfigError(
-                f"--grid key '{key}' cannot be swept in one program (it changes shapes or is not a "
-                f"hyperparameter); sweepable keys: {', '.join(HPARAM_FIELDS)}"
-            )
+        check_sweepable(key, "--grid key")
         try:
             parsed = [float(v) for v in values.split(",") if v.strip()]
         except ValueError:
