@@ -229,6 +229,8 @@ def test_out_pointing_at_a_file_is_refused(tmp_path):
     (["bench", "envs", "--envs", "Foo"], "unknown environment 'Foo'"),
     (["bench", "train", "--envs", "Hopper-v9"], "Hopper-v5"),
     (["bench", "profile", "--env", "Foo"], "--env: unknown environment 'Foo'"),  # its option, not --envs
+    # Warm-up iterations update nothing: timed, they made a fast "training iteration" (and parts over 100%).
+    (["bench", "profile", "--env", "MultiGoal-v0", "--set", "warmup_steps=40"], "warmup_steps cannot be set here"),
 ])
 def test_benchmark_task_names_are_checked(args, fragment):
     assert_one_line_error(cli(*args), fragment)

@@ -74,8 +74,11 @@ def task_config(env: str, overrides, bench_defaults: bool = True, option: str = 
             raise ConfigError(f"{option}: {e}") from None
         raise ConfigError(f"{option}: {env} has no preset in configs/")
     defaults = {"warmup_steps": 0, "buffer_capacity": BUFFER_CAPACITY} if bench_defaults else {}
-    values = {**defaults, **parse_overrides(overrides)}
-    return load_config(preset, values)
+    values = parse_overrides(overrides)
+    if bench_defaults and "warmup_steps" in values:  # its iterations update nothing: they would time as fast ones
+        raise ConfigError("warmup_steps cannot be set here: the benchmark times training iterations, which "
+                          "update from the first one (no warm-up)")
+    return load_config(preset, {**defaults, **values})
 
 
 @dataclasses.dataclass(frozen=True)
