@@ -12,6 +12,7 @@ import dataclasses
 import hashlib
 import math
 import re
+import shutil
 from typing import Any, Callable, Mapping, Protocol, Sequence
 
 import numpy as np
@@ -192,7 +193,9 @@ class TensorBoardSink:
     One TensorBoard run per (grid point, seed), named by its grid label ("default" without a grid; made
     a folder name by `path_part`) and its seed. Tags: `tracked_scalars` (eval/, train/, loss/, alpha/,
     critic/, other/), ENV_STEPS_TAG, and BY_ENV_STEPS_TAGS again under by_env_steps/ at step = env steps.
-    A resumed run appends new event files to the same folders.
+    A resume writes tb/ again from the kept rows (as metrics.csv): the old event files may hold points
+    past the checkpoint, which TensorBoard would draw beside the new ones. (tensorboardX's purge_step
+    cannot do it: it hides steps by one number, and by_env_steps/ counts steps in env steps.)
     """
 
     def __init__(self, run_dir: RunDir):
@@ -202,7 +205,9 @@ class TensorBoardSink:
         self._writer_class: Any = None  # tensorboardX.SummaryWriter once imported; False if it is missing
 
     def start(self, rows: Sequence[dict], timing: Sequence[dict] = ()) -> None:
-        pass
+        if rows and self._writers_available():
+            shutil.rmtree(self.directory, ignore_errors=True)
+            self._write_rows(rows)
 
     def folder(self, row: Mapping[str, Any]) -> str:
         """The run's folder under tb/: "<label>/seed<k>"; a label that another one's folder name already
@@ -217,16 +222,21 @@ class TensorBoardSink:
             self.folders[b] = name
         return self.folders[b]
 
-    def write(self, result: ChunkResult) -> None:
+    def _writers_available(self) -> bool:
         if self._writer_class is None:
             try:
                 from tensorboardX import SummaryWriter
             except ImportError:  # optional at run time
                 SummaryWriter = False
             self._writer_class = SummaryWriter
-        if not self._writer_class:
-            return
-        for row in result.rows:
+        return bool(self._writer_class)
+
+    def write(self, result: ChunkResult) -> None:
+        if self._writers_available():
+            self._write_rows(result.rows)
+
+    def _write_rows(self, rows: Sequence[dict]) -> None:
+        for row in rows:
             scalars = tracked_scalars(row)
             if not scalars:  # a run held by the divergence guard: nothing to draw
                 continue

@@ -80,6 +80,20 @@ def write_tensorboard(tmp_path):
     return tmp_path / "tb"
 
 
+def test_a_resume_writes_tensorboard_again_from_the_kept_rows(tmp_path):
+    """Stopped after chunk 3 with its checkpoint after chunk 2: chunk 3 runs again (on a GPU, not always to
+    the same numbers). TensorBoard must show it once, with the new value, as metrics.csv does."""
+    tb = write_tensorboard(tmp_path)
+    again = [dict(r, eval_return=r["eval_return"] + 1000.0) if r["eval_return"] is not None else r for r in CHUNKS[2]]
+    sink = sinks.TensorBoardSink(RunDir(tmp_path))
+    sink.start([r for rows in CHUNKS[:2] for r in rows])
+    sink.write(result(again, chunk=3))
+    sink.close()
+    events = read_events(tb / "lr_actor=0.0001" / "seed0")
+    assert events["eval/return"] == [(0, -100.0), (10, -90.0), (20, -80.0 + 1000.0)]
+    assert events["by_env_steps/eval/return"] == [(400, -100.0), (600, -90.0), (800, 920.0)]
+
+
 def test_tensorboard_runs_are_named_by_label_and_seed_and_tags_are_grouped(tmp_path):
     tb = write_tensorboard(tmp_path)
     assert sorted(str(p.relative_to(tb)) for p in tb.glob("*/*")) == ["a_b_c/seed0", "lr_actor=0.0001/seed0"]
