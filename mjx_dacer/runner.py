@@ -366,14 +366,10 @@ class Runner:
                 for sink in self.sinks:
                     sink.write(result)
                 diverged = [r for r in result.rows if r["diverged"]]
-                if diverged and self.on_divergence == "stop":
-                    first = diverged[0]
-                    raise RunStopped(
-                        f"stopped: run {first['run']} (seed {first['seed']}) diverged at iteration "
-                        f"{first['nonfinite_iteration']} ('{first['nonfinite_metric']}'); the last good "
-                        "checkpoint is kept; lower the learning rates, or drop the diverged runs and continue the "
-                        "others", EXIT_DIVERGED, diverged=True,
-                    )
+                live = any(not r["frozen"] for r in result.rows)
+                if diverged and (self.on_divergence == "stop" or not live):
+                    checkpointed = self._saved is not None or self._pending is not None
+                    raise _diverged(diverged[0], live, self.out_dir if checkpointed else None)
                 last = c == len(sizes) - 1
                 self._check_signals()
                 stopping = last or self._stop_signal is not None
@@ -404,6 +400,18 @@ class Runner:
                 sink.close()
             checkpointer.close()
         return ts
+
+
+def _diverged(first: dict, live: bool, checkpointed: pathlib.Path | None) -> RunStopped:
+    """The stop after a chunk in which `first` (a metrics row) diverged. `live`: some run is not frozen;
+    `checkpointed`: the run directory, if it holds a checkpoint (from before the divergence)."""
+    where = (f"run {first['run']} (seed {first['seed']}) diverged at iteration {first['nonfinite_iteration']} "
+             f"('{first['nonfinite_metric']}')")
+    kept = "the last good checkpoint is kept" if checkpointed else "no checkpoint had been written yet"
+    if live:  # the others can go on with that run frozen: resume_dir for the command that does it
+        return RunStopped(f"stopped: {where}; {kept}", EXIT_DIVERGED, diverged=True, resume_dir=checkpointed)
+    return RunStopped(f"stopped: {where}, and no run is left that has not diverged; {kept}; train again with "
+                      "smaller learning rates or reward_scale", EXIT_DIVERGED, diverged=True)
 
 
 @dataclasses.dataclass

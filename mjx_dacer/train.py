@@ -305,13 +305,17 @@ class TrainProgram:
                           max_iterations: int | None = None) -> tuple[TrainState, Metrics]:
         """`run_chunk` that keeps the chunk-start state of a run that diverges in it or was `frozen` before.
 
-        Adds `diverged` (this chunk produced a non-finite value) and `frozen`
-        (the run is held at its last good state, from now on) to the row. The
-        shared counters keep advancing; everything the run learned is held back.
+        Adds `diverged` (this chunk produced a non-finite value in a run that was
+        not frozen) and `frozen` (the run is held at its last good state, from now
+        on) to the row. The shared counters keep advancing; everything the run
+        learned is held back.
         """
         new, row = self.run_chunk(ts, hparams, num_iterations, max_iterations)
-        diverged = row["nonfinite_iteration"] >= 0
+        # A run frozen before this chunk ran a continuation that is thrown away: its divergence is not news.
+        diverged = (row["nonfinite_iteration"] >= 0) & ~ts.frozen
         hold = ts.frozen | diverged
+        row["nonfinite_iteration"] = jnp.where(diverged, row["nonfinite_iteration"], -1)
+        row["nonfinite"] = jax.tree.map(lambda bad: bad & diverged, row["nonfinite"])
 
         def keep(new_tree, old_tree):
             return jax.tree.map(lambda n, o: jnp.where(hold, o, n), new_tree, old_tree)

@@ -11,6 +11,7 @@ import pytest
 
 from mjx_dacer import report, train
 from mjx_dacer.config import ConfigError, load_config, parse_overrides
+from mjx_dacer.cli import train as train_cli
 from mjx_dacer.cli.train import parse_grid
 from mjx_dacer.rundir import RunSpec
 from mjx_dacer.runner import EXIT_DIVERGED, Runner, RunStopped
@@ -118,6 +119,10 @@ def test_divergence_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path):
     assert "run 1 (seed 0)" in message and "iteration 1 " in message and "'" in message
     # Chunk 1 (the 2 warm-up iterations) was checkpointed; chunk 2 diverged and was not.
     assert sorted(p.name for p in (out / "checkpoints").iterdir() if p.name.isdigit()) == ["1"]
+    # Run 0 can go on with run 1 frozen: the CLI names the command.
+    assert message.endswith("; the last good checkpoint is kept") and stopped.value.resume_dir == out
+    assert train_cli.stop_hint(stopped.value) == f"; to go on with that run frozen: mjx-dacer train --resume {out} " \
+        "--on-divergence=drop"
 
 
 def test_drop_mode_freezes_the_diverged_run_and_continues_the_others(tmp_path):
@@ -132,7 +137,19 @@ def test_drop_mode_freezes_the_diverged_run_and_continues_the_others(tmp_path):
     assert [r["frozen"] for r in broken] == [0.0, 1.0, 1.0]
     # reward_scale = 1e38 makes the critic targets infinite: the critic loss is the first metric hit.
     assert broken[1]["diverged"] == 1.0 and broken[1]["nonfinite_metric"] == "critic_loss"
-    assert any(line.startswith("diverged: run 1") for line in lines)
+    # Once: a frozen run's next chunks run from its held state, a continuation thrown away, not a divergence.
+    assert (broken[2]["diverged"], broken[2]["nonfinite_iteration"], broken[2]["nonfinite_metric"]) == (0, -1, None)
+    assert sum(line.startswith("diverged: run 1") for line in lines) == 1
+
+
+def test_drop_mode_stops_when_no_run_is_left(tmp_path):
+    """Dropping every run would train to the end on frozen runs and report NaN: it stops instead, exit 3."""
+    spec = RunSpec(grid=parse_grid(["reward_scale=1e37,1e38"]), seeds=(0,))
+    with pytest.raises(RunStopped) as stopped:
+        Runner(tiny_config(), spec, tmp_path / "run", progress=lambda _: None, on_divergence="drop").run()
+    assert stopped.value.exit_code == EXIT_DIVERGED and stopped.value.resume_dir is None
+    assert "and no run is left that has not diverged; the last good checkpoint is kept; train again with " \
+        "smaller learning rates or reward_scale" in str(stopped.value)
 
 
 def cli(*args):

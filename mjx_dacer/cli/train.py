@@ -59,7 +59,7 @@ def add_arguments(p: argparse.ArgumentParser, ablate: bool = False) -> None:
     p.add_argument("--on-divergence", choices=("stop", "drop"),
                    help="when a run produces a non-finite loss, Q value or parameter: stop at the end of the "
                         "chunk keeping the last good checkpoint (default), or drop: freeze that run at its last "
-                        "good state and continue the others")
+                        "good state and continue the others (it stops when none is left)")
 
 
 def parse_grid(specs: Sequence[str]) -> tuple[dict[str, float], ...]:
@@ -268,8 +268,11 @@ def _train_on_policy(args: argparse.Namespace, config, grid_specs: Sequence[str]
 
 def stop_hint(stopped: RunStopped) -> str:
     """What to do next after a stopped run, in this command line's terms."""
+    if stopped.diverged and stopped.resume_dir is not None:
+        return (f"; to go on with that run frozen: mjx-dacer train --resume {stopped.resume_dir} "
+                "--on-divergence=drop")
     if stopped.diverged:
-        return " (--on-divergence=drop)"
+        return ""
     if stopped.resume_dir is not None:
         return f"; resume with: mjx-dacer train --resume {stopped.resume_dir}"
     return ""
