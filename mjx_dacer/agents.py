@@ -38,6 +38,17 @@ _AGENTS: dict[str, tuple[str, str, dict[str, Any]]] = {
     "ddpg": ("mjx_dacer.td3", "DDPG", _DETERMINISTIC),
 }
 
+# The traced settings (HParams) an agent's training never reads: a grid over one of them would train the
+# same run at every point (`unused_hparams`; tests/test_train.py checks each agent against its declaration).
+_UNUSED_HPARAMS: dict[str, frozenset[str]] = {
+    "dacer": frozenset(),
+    "sac": frozenset({"noise_scale", "noise_decay"}),  # Eq. 16's noise is DACER's
+    "dsac-t": frozenset({"noise_scale", "noise_decay"}),
+    # No entropy: alpha and its target are the max-entropy algorithms'; exploration is N(0, 0.1^2) (td3.py).
+    "td3": frozenset({"noise_scale", "noise_decay", "lr_alpha", "target_entropy_factor"}),
+    "ddpg": frozenset({"noise_scale", "noise_decay", "lr_alpha", "target_entropy_factor"}),
+}
+
 # On-policy algorithms run through their own trainers (mjx_dacer.on_policy), not the shared program: no
 # agent, no replay buffer and no warm-up. name -> settings layered over a task's preset (Table 2's networks).
 _ON_POLICY: dict[str, dict[str, Any]] = {
@@ -65,6 +76,12 @@ def checkpointed(algo: str) -> bool:
     """Whether a run of `algo` writes checkpoints, so that `mjx-dacer train --resume` can continue it from within
     a seed's training (and make it longer)."""
     return algo not in _WITHOUT_CHECKPOINTS
+
+
+def unused_hparams(algo: str) -> frozenset[str]:
+    """The traced settings `algo`'s training does not read (none listed for the on-policy algorithms, which
+    take no grid)."""
+    return _UNUSED_HPARAMS.get(algo, frozenset())
 
 
 def defaults(algo: str) -> dict[str, Any]:

@@ -316,11 +316,19 @@ def describe() -> str:
     return "\n".join(lines)
 
 
-def check_sweepable(key: Any, what: str = "grid key") -> None:
-    """Raises ConfigError unless `key` is a traced field (`HParams`), the only kind one program can sweep."""
+def check_sweepable(key: Any, what: str = "grid key", algo: str | None = None) -> None:
+    """Raises ConfigError unless `key` is a traced field (`HParams`), the only kind one program can sweep,
+    that `algo` (if given) reads."""
+    from mjx_dacer import agents
+
+    unused = agents.unused_hparams(algo) if algo else frozenset()
+    sweepable = ", ".join(k for k in HPARAM_FIELDS if k not in unused)
     if key not in HPARAM_FIELDS:
         raise ConfigError(f"{what} '{key}' cannot be swept in one program (it changes shapes or is not a "
-                          f"hyperparameter); sweepable keys: {', '.join(HPARAM_FIELDS)}")
+                          f"hyperparameter); sweepable keys: {sweepable}")
+    if key in unused:
+        raise ConfigError(f"{what} '{key}': {algo} does not read it, so every grid point would train the same "
+                          f"run; keys {algo} can sweep: {sweepable}")
 
 
 def unknown_key_error(key: Any) -> ConfigError:

@@ -75,7 +75,7 @@ class RunSpec:
             if not isinstance(point, Mapping):
                 raise ConfigError(f"each grid point must be a mapping of key to value, got {point!r}")
             for key in point:
-                check_sweepable(key)
+                check_sweepable(key, algo=config.algo)
             config.replace(**point)
 
 

@@ -251,6 +251,8 @@ def test_run_api_writes_the_same_run_directory_and_returns_its_rows(uninterrupte
     ({"seeds": [0, 0]}, "seeds must be distinct"),  # trained twice, counted once by `table`
     ({"grid": {"lr_actor": 1e-3}}, "grid must be a list of points"),
     ({"grid": [{"batch_size": 32}]}, "grid key 'batch_size' cannot be swept"),  # was recorded, not trained
+    ({"config": tiny_config("algo=td3"), "grid": [{"lr_alpha": 0.1}, {"lr_alpha": 0.2}]},
+     "grid key 'lr_alpha': td3 does not read it, so every grid point would train the same run"),
     ({"config": {"env": "MultiGoal-v0"}}, "config must be a Config, a preset name or a YAML path, got a dict"),
 ])
 def test_run_api_arguments_of_the_wrong_kind_are_one_line_config_errors(arguments, fragment, tmp_path):

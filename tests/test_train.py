@@ -167,3 +167,41 @@ def test_short_run_on_multigoal_learns():
     final = float(rows["eval_return"][-1])
     assert np.all(np.isfinite(rows["critic_loss"]))
     assert final > untrained + 2000, (untrained, rows["eval_return"])
+
+
+@pytest.mark.parametrize("algo", ["dacer", "sac", "dsac-t", "td3", "ddpg"])
+def test_each_agent_reads_every_hparam_but_those_it_declares_unused(algo):
+    """A grid over a key the agent never reads trains the same run at every point: `agents.unused_hparams`
+    says which, and `RunSpec` refuses them. Checked here from what the agent does: two updates and a
+    behaviour action, with each traced setting changed in turn, differ from the unchanged ones exactly
+    for the keys it reads (two updates: TD3's delayed actor, and Adam's first step depends on the
+    gradient's sign only; mid-run: noise_decay scales with the progress)."""
+    from mjx_dacer.agents import defaults, make_agent, unused_hparams
+    from mjx_dacer.config import HPARAM_FIELDS
+
+    S, A = 3, 2
+    cfg = Config().replace(**{**defaults(algo), "algo": algo, "hidden_sizes": [8, 8], "critic_hidden_sizes": [8, 8],
+                              "diffusion_steps": 2, "entropy_samples": 6, "alpha_update_interval": 1,
+                              "total_iterations": 10})
+    agent = make_agent(cfg, S, A)
+    state = agent.init(jax.random.PRNGKey(0))
+    state = state.replace(step=jnp.int32(4))  # mid-run (of 10 updates)
+    batch = agent_checks.random_batch(jax.random.PRNGKey(1), 16, S, A)
+
+    @jax.jit
+    def outcome(hp):
+        key = jax.random.PRNGKey(2)
+        s, _ = agent.update(state, batch, key, hp)
+        s, _ = agent.update(s, batch, key, hp)
+        return s, agent.behaviour_action(s, batch.obs, key, hp)
+
+    base = cfg.hparams()
+    reference = jax.tree.leaves(outcome(base))
+    changed = {"target_entropy_factor": -3.0, "noise_decay": 0.5, "gamma": 0.5, "tau": 0.5}
+    read = set()
+    for key in HPARAM_FIELDS:
+        value = changed.get(key, 2.0 * float(getattr(base, key)) + 0.1)
+        leaves = jax.tree.leaves(outcome(base.replace(**{key: jnp.float32(value)})))
+        if any(not np.array_equal(a, b) for a, b in zip(leaves, reference)):
+            read.add(key)
+    assert set(HPARAM_FIELDS) - read == unused_hparams(algo)
