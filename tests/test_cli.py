@@ -217,6 +217,23 @@ def assert_one_line_error(out, fragment):
     assert len(out.stderr.strip().splitlines()) == 1 and "Traceback" not in out.stderr, out.stderr
 
 
+def test_the_last_lines_name_what_the_run_directory_holds(tmp_path, capsys):
+    """Only what is there: no tb/ (and no tensorboard command) where tensorboardX was missing; a TRPO run's
+    per-seed files as one pattern."""
+    from mjx_dacer.cli.train import _print_done
+
+    for name in ("trpo_params_seed1.pkl", "metrics.csv", "trpo.yaml", "config.yaml", "trpo_params_seed0.pkl"):
+        (tmp_path / name).write_text("")
+    (tmp_path / "checkpoints").mkdir()
+    _print_done(tmp_path)
+    done, following = capsys.readouterr().out.splitlines()
+    assert done == f"done: {tmp_path}/ (config.yaml, metrics.csv, checkpoints/, trpo.yaml, trpo_params_seed*.pkl)"
+    assert following == f"next: mjx-dacer eval {tmp_path}  |  mjx-dacer plot {tmp_path}"
+    (tmp_path / "tb").mkdir()
+    _print_done(tmp_path)
+    assert capsys.readouterr().out.splitlines()[1].endswith(f"  |  tensorboard --logdir {tmp_path}/tb")
+
+
 def test_out_pointing_at_a_file_is_refused(tmp_path):
     target = tmp_path / "notes.txt"
     target.write_text("keep me")

@@ -11,6 +11,7 @@ import argparse
 import datetime
 import itertools
 import pathlib
+import re
 import shutil
 from typing import Sequence
 
@@ -227,9 +228,7 @@ def _run(args: argparse.Namespace, grid_specs: Sequence[str]) -> int:
         resume=args.resume is not None, on_divergence=args.on_divergence or "stop", track=args.track,
         verbose=args.verbose)
     _print_wall_clock(out)
-    print(f"done: {out}/ (config.yaml, metrics.csv, timing.csv, summary.md, curves.png, tb/, checkpoints/, "
-          "policy.msgpack)\n"
-          f"next: mjx-dacer eval {out}  |  mjx-dacer plot {out}  |  tensorboard --logdir {out}/tb", flush=True)
+    _print_done(out)
     return 0
 
 
@@ -239,8 +238,6 @@ def _train_on_policy(args: argparse.Namespace, config, grid_specs: Sequence[str]
     cannot honour are refused; with `resume`, that run directory goes on (checked by `_resume_target`)."""
     import functools
     import importlib
-
-    from mjx_dacer import agents
 
     algo = config.algo
     module = importlib.import_module(f"mjx_dacer.{algo}")
@@ -259,11 +256,23 @@ def _train_on_policy(args: argparse.Namespace, config, grid_specs: Sequence[str]
         out = prepare_out_dir(args, config.env)
         module.run(config, out, seeds=seeds, progress_fn=progress, track=args.track)
     _print_wall_clock(out)
-    checkpoints = ", checkpoints/" if agents.checkpointed(algo) else ""
-    print(f"done: {out}/ (summary.md, metrics.csv, timing.csv, curves.png, tb/, {algo}.yaml, "
-          f"{algo}_params_seed*.pkl{checkpoints})\n"
-          f"next: mjx-dacer eval {out}  |  mjx-dacer plot {out}  |  tensorboard --logdir {out}/tb", flush=True)
+    _print_done(out)
     return 0
+
+
+# The order `_print_done` names a run directory's files in; others follow by name.
+_OUTPUTS = ("config.yaml", "metrics.csv", "timing.csv", "summary.md", "curves.png", "tb/", "checkpoints/")
+
+
+def _print_done(out: pathlib.Path) -> None:
+    """The last two lines of a run: what its directory holds (tb/ only where tensorboardX wrote it; one
+    pattern for per-seed files) and the commands that read it."""
+    out = pathlib.Path(out)
+    names = {re.sub(r"_seed\d+\.", "_seed*.", p.name) + ("/" if p.is_dir() else "") for p in out.iterdir()}
+    names = sorted(names, key=lambda n: (_OUTPUTS.index(n) if n in _OUTPUTS else len(_OUTPUTS), n))
+    tensorboard = f"  |  tensorboard --logdir {out}/tb" if (out / "tb").is_dir() else ""
+    print(f"done: {out}/ ({', '.join(names)})\n"
+          f"next: mjx-dacer eval {out}  |  mjx-dacer plot {out}{tensorboard}", flush=True)
 
 
 def stop_hint(stopped: RunStopped) -> str:
