@@ -217,6 +217,29 @@ def assert_one_line_error(out, fragment):
     assert len(out.stderr.strip().splitlines()) == 1 and "Traceback" not in out.stderr, out.stderr
 
 
+def test_running_out_of_memory_is_one_line_and_exit_status_1(monkeypatch, capsys):
+    """XLA's RESOURCE_EXHAUSTED (a RuntimeError: a buffer or a batch too large for the device) and MemoryError
+    are the system's refusal, like a full disk: one line with what to lower. Other errors still raise."""
+    from mjx_dacer.cli import main, results
+
+    def fails_with(error):
+        def command(args):
+            raise error
+        return command
+
+    oom = RuntimeError("RESOURCE_EXHAUSTED: Out of memory while trying to allocate 12.00GiB.\nBufferAssignment: ...")
+    for error, shown in [(oom, "RESOURCE_EXHAUSTED: Out of memory while trying to allocate 12.00GiB."),
+                         (MemoryError(), "MemoryError")]:
+        monkeypatch.setattr(results, "table", fails_with(error))
+        assert main(["table", "runs"]) == 1
+        assert capsys.readouterr().err.splitlines() == [
+            f"mjx-dacer: error: out of memory ({shown}); lower num_envs, batch_size, buffer_capacity or the number "
+            "of seeds and grid points"]
+    monkeypatch.setattr(results, "table", fails_with(RuntimeError("a bug")))
+    with pytest.raises(RuntimeError, match="a bug"):
+        main(["table", "runs"])
+
+
 def test_the_last_lines_name_what_the_run_directory_holds(tmp_path, capsys):
     """Only what is there: no tb/ (and no tensorboard command) where tensorboardX was missing; a TRPO run's
     per-seed files as one pattern."""
@@ -248,6 +271,7 @@ def test_out_pointing_at_a_file_is_refused(tmp_path):
     (["bench", "profile", "--env", "Foo"], "--env: unknown environment 'Foo'"),  # its option, not --envs
     # Warm-up iterations update nothing: timed, they made a fast "training iteration" (and parts over 100%).
     (["bench", "profile", "--env", "MultiGoal-v0", "--set", "warmup_steps=40"], "warmup_steps cannot be set here"),
+    (["bench", "gmm", "--samples", "2"], "--samples (2) is smaller than --components (3)"),
 ])
 def test_benchmark_task_names_are_checked(args, fragment):
     assert_one_line_error(cli(*args), fragment)

@@ -90,6 +90,9 @@ def run(args: argparse.Namespace) -> int:
         values = getattr(args, name)
         if min(values if isinstance(values, list) else [values]) < 1:
             raise ConfigError(f"--{name} must be >= 1")
+    if args.samples < args.components:  # as config.validate: the EM fit needs a sample per component
+        raise ConfigError(f"--samples ({args.samples}) is smaller than --components ({args.components}); the EM fit "
+                          "needs a sample per component")
     if not args.no_sklearn:
         try:
             import sklearn  # noqa: F401

@@ -4,8 +4,9 @@ Exit statuses, mapped in one place (`main`):
 
     0    done
     1    the system refused a file operation (permission, disk full, a read-only
-         folder): one line naming the error and the path; or `eval --video`
-         could not render the video (no OpenGL backend), after the results
+         folder): one line naming the error and the path; the device or host ran
+         out of memory; or `eval --video` could not render the video (no OpenGL
+         backend), after the results
     2    bad input: unknown task, preset or key, wrong type, out-of-range values,
          an existing run directory or file at --out, a run directory without a
          usable checkpoint or policy (one line on stderr, nothing written)
@@ -29,7 +30,7 @@ from mjx_dacer.config import HPARAM_FIELDS, ConfigError, describe, error_line
 from mjx_dacer.errors import CheckpointError, RunStopped, VideoNotWritten
 
 EXIT_USAGE = 2
-EXIT_OS = 1  # an OSError: the file system refused (permission, disk full); or no video could be rendered
+EXIT_OS = 1  # the system refused: a file operation (permission, disk full), memory, or rendering a video
 USER_ERRORS = (ConfigError, CheckpointError)  # one line on stderr, exit EXIT_USAGE
 
 EPILOG = """examples:
@@ -183,6 +184,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_OS
     except VideoNotWritten as e:  # the system could not render: as a refused file, after the printed results
         print(f"mjx-dacer: error: no video: {e}", file=sys.stderr)
+        return EXIT_OS
+    except (MemoryError, RuntimeError) as e:  # XLA's RESOURCE_EXHAUSTED is a RuntimeError (XlaRuntimeError)
+        if not isinstance(e, MemoryError) and "RESOURCE_EXHAUSTED" not in str(e):
+            raise
+        print(f"mjx-dacer: error: out of memory ({error_line(e) if str(e) else type(e).__name__}); lower num_envs, "
+              "batch_size, buffer_capacity or the number of seeds and grid points", file=sys.stderr)
         return EXIT_OS
     except RunStopped as e:
         print(f"mjx-dacer: {e}{train.stop_hint(e)}", file=sys.stderr, flush=True)
