@@ -11,7 +11,7 @@ import yaml
 
 from mjx_dacer import report
 from mjx_dacer.cli import main
-from mjx_dacer.config import Config, ConfigError
+from mjx_dacer.config import Config
 from mjx_dacer.rundir import RunDir, RunSpec
 
 TOTAL = 100  # total_iterations of the fake runs: the metric's window is iterations >= 90
