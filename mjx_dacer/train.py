@@ -8,7 +8,8 @@ baseline, see `mjx_dacer.agents`) on uniformly sampled batches (none
 during the warm-up). A chunk is a run of iterations as one loop
 followed by deterministic evaluation episodes, all on the device: first the
 `Config.warmup_iterations` of the warm-up (its evaluation is the untrained
-policy's, iteration 0; without a warm-up that chunk is only the evaluation), then `eval_interval` iterations at a time until
+policy's, iteration 0; without a warm-up that chunk is only the evaluation),
+then `eval_interval` iterations at a time until
 `total_iterations` after the warm-up, as the reference counts them. `train`
 runs every chunk; the host driver (`mjx_dacer.runner`) calls `run_chunk`
 instead, to report and checkpoint between chunks. Both give the same numbers.
