@@ -187,7 +187,13 @@ def _resume_target(args: argparse.Namespace, grid_specs: Sequence[str]):
     if not steps:
         raise ConfigError(f"--resume {run_dir}: the run stopped before its first checkpoint, so there is nothing "
                           "to go on from (and no result to lose): start it again with --overwrite")
-    if steps[-1] >= len(chunk_sizes(config)):
+    # The last checkpoint's number: an on-policy run's epochs of eval_interval iterations (no warm-up chunk; a
+    # length that is not a multiple is refused by its trainer's check); the shared program's chunks.
+    if agents.on_policy(stored.algo):
+        last = -(-config.total_iterations // config.eval_interval)
+    else:
+        last = len(chunk_sizes(config))
+    if steps[-1] >= last:
         raise ConfigError(f"--resume {run_dir}: the run is finished (iteration {stored.total_iterations}); to train "
                           f"it longer: mjx-dacer train --resume {run_dir} --set total_iterations=N "
                           f"(N > {stored.total_iterations})")
